@@ -1,0 +1,20 @@
+// Public API: named re-exports only.
+export { MtaStsError, isMtaStsError, ERROR_CODES } from './errors.js';
+export type { ErrorCode, ErrorDetails } from './errors.js';
+export { systemClock } from './clock.js';
+export type { Clock } from './clock.js';
+export type { Logger } from './logger.js';
+export { silentLogger } from './logger.js';
+export { Domain, parseDomain } from './rfc8461/domain.js';
+export { parseRecord, formatRecord } from './rfc8461/record.js';
+export type { StsRecord, Extension } from './rfc8461/record.js';
+export { parsePolicy, formatPolicy, formatMxPattern } from './rfc8461/policy.js';
+export type { Policy, Mode, MxPattern } from './rfc8461/policy.js';
+export { policyMatches, mxPatternMatches } from './rfc8461/mx-match.js';
+export * as limits from './rfc8461/limits.js';
+export type { DnsResolver, NodeResolverOptions } from './discovery/resolver.js';
+export type { PolicyFetcher, FetchedPolicy, FetchPolicyOptions } from './fetch/fetcher.js';
+export type { PolicyStore, PolicyRecord, ListOptions } from './store/policy-store.js';
+export type { Metrics } from './metrics/metrics.js';
+export { noopMetrics } from './metrics/metrics.js';
+export type { TlsrptResult, TlsrptFailureDetails, TlsrptResultType, TlsrptPolicyType } from './cache/tlsrpt.js';
