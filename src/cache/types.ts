@@ -1,0 +1,68 @@
+import type { Clock } from '../clock.js';
+import type { DnsResolver } from '../discovery/resolver.js';
+import type { FetchPolicyOptions, PolicyFetcher } from '../fetch/fetcher.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { Domain } from '../rfc8461/domain.js';
+import type { Policy } from '../rfc8461/policy.js';
+import type { ListOptions, PolicyRecord, PolicyStore } from '../store/policy-store.js';
+import type { TlsrptResult } from './tlsrpt.js';
+
+/** What `MtaStsDb.get` answers. */
+export interface GetOutcome {
+  /** The policy to apply, or null (no MTA-STS, or a recent failed fetch: backoff). */
+  readonly policy: Policy | null;
+  /** True when the TXT id was just confirmed or the policy just fetched; false when served from cache without confirmation. */
+  readonly fresh: boolean;
+  /** RFC 8460 result data for this lookup. */
+  readonly report: TlsrptResult;
+  /** The stored record the answer came from (with `policyText`), when there is one. */
+  readonly record?: PolicyRecord;
+}
+
+/** Options of `MtaStsDb.open`. All optional. */
+export interface MtaStsDbOptions {
+  /** SQLite file path (`:memory:` works). Default `<dataDir>/mtasts.db`. */
+  readonly path?: string;
+  /** Default `MTASTSDB_DATA_DIR` or `./data`. */
+  readonly dataDir?: string;
+  /** A store URL (`postgres://…`, `sqlite:/path`) or a ready store. Overrides `path`. Default env `MTASTSDB_STORE`. */
+  readonly store?: string | PolicyStore;
+  /** Start the periodic refresher. Default false. */
+  readonly refresher?: boolean;
+  /** Within this many seconds of the last successful TXT check, `get` answers from cache without DNS. Default 0. */
+  readonly txtRecheckSeconds?: number;
+  readonly clock?: Clock;
+  readonly resolver?: DnsResolver;
+  readonly fetcher?: PolicyFetcher;
+  /** Used to build the default HTTPS fetcher when `fetcher` is not given. */
+  readonly fetchOptions?: FetchPolicyOptions;
+  readonly logger?: Logger;
+  readonly metrics?: Metrics;
+}
+
+/** Counts of one refresh pass. */
+export interface RefreshSummary {
+  readonly checked: number;
+  readonly unchanged: number;
+  readonly updated: number;
+  readonly failed: number;
+  readonly deleted: number;
+}
+
+/** The policy database. */
+export interface PolicyDatabase {
+  get(domain: string | Domain, options?: { readonly signal?: AbortSignal }): Promise<GetOutcome>;
+  /** Cache only, no network. Throws `ERR_MTASTSDB_NOT_FOUND` or `ERR_MTASTSDB_BACKOFF`. */
+  lookup(domain: string | Domain): Promise<PolicyRecord>;
+  upsert(domain: string | Domain, recordId: string, policy: Policy | null, policyText?: string): Promise<void>;
+  policyRecords(): Promise<PolicyRecord[]>;
+  policyRecordsStream(options?: ListOptions): AsyncIterable<PolicyRecord>;
+  delete(domain: string | Domain): Promise<boolean>;
+  /** Refreshes the given domains now (all due records when none given). */
+  refresh(
+    domains?: readonly string[],
+    options?: { readonly signal?: AbortSignal; readonly onProgress?: (done: number, total: number) => void },
+  ): Promise<RefreshSummary>;
+  close(): Promise<void>;
+}
