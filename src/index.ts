@@ -8,7 +8,7 @@ export { silentLogger } from './logger.js';
 export { Domain, parseDomain } from './rfc8461/domain.js';
 export { parseRecord, formatRecord } from './rfc8461/record.js';
 export type { StsRecord, Extension } from './rfc8461/record.js';
-export { parsePolicy, formatPolicy, formatMxPattern } from './rfc8461/policy.js';
+export { parsePolicy, formatPolicy, formatMxPattern, effectiveMaxAgeSeconds, policyLines } from './rfc8461/policy.js';
 export type { Policy, Mode, MxPattern } from './rfc8461/policy.js';
 export { policyMatches, mxPatternMatches } from './rfc8461/mx-match.js';
 export * as limits from './rfc8461/limits.js';
