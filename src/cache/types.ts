@@ -6,6 +6,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { Domain } from '../rfc8461/domain.js';
 import type { Policy } from '../rfc8461/policy.js';
 import type { ListOptions, PolicyRecord, PolicyStore } from '../store/policy-store.js';
+import type { RefresherOptions } from './refresher.js';
 import type { TlsrptResult } from './tlsrpt.js';
 
 /** What `MtaStsDb.get` answers. */
@@ -39,6 +40,22 @@ export interface MtaStsDbOptions {
   readonly fetchOptions?: FetchPolicyOptions;
   readonly logger?: Logger;
   readonly metrics?: Metrics;
+  /**
+   * `lastUse` is written again only when the stored one is at least this many seconds old.
+   * Default 60; 0 writes every hit (mox).
+   */
+  readonly lastUseResolutionSeconds?: number;
+  /** Tuning of the refresher: concurrency, lease length, batch size, node id, random source. */
+  readonly refresherOptions?: RefresherOptions;
+}
+
+/** What `purge` deletes. With neither date given: records expired now. */
+export interface PurgeOptions {
+  /** Delete records whose `validEnd` is before this time. */
+  readonly expiredBefore?: Date;
+  /** Delete records whose `lastUse` is before this time. */
+  readonly unusedSince?: Date;
+  readonly signal?: AbortSignal;
 }
 
 /** Counts of one refresh pass. */
@@ -64,5 +81,9 @@ export interface PolicyDatabase {
     domains?: readonly string[],
     options?: { readonly signal?: AbortSignal; readonly onProgress?: (done: number, total: number) => void },
   ): Promise<RefreshSummary>;
+  /** Deletes expired and/or unused records; returns how many (CLI `purge`). */
+  purge(options?: PurgeOptions): Promise<number>;
+  /** Writes a whole record as given (CLI `import`); false when the store holds a newer one. */
+  importRecord(record: PolicyRecord): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -1,0 +1,487 @@
+/**
+ * The periodic refresher of the policy database (RFC 8461 §3.3: "proactively refresh cached
+ * policies before they expire"), after mox's `mtastsdb/refresh.go`, made to page through a large
+ * store and to share the work in a fleet.
+ *
+ * Every 24 h one pass:
+ * 1. deletes records unused for 180 days;
+ * 2. refreshes records whose `lastUpdate` is older than 12 h, in random order, spread evenly over
+ *    3 h with jitter, the first at once (so an operator sees configuration problems in the log
+ *    right after start);
+ *    - TXT id unchanged → validity extended (`lastUpdate` = now, `validEnd` = now + max_age);
+ *    - TXT id changed (or a back-off record) → the policy is fetched again and stored with its text;
+ *    - a `none` policy (or back-off record) whose TXT record is gone is deleted: the domain has
+ *      stopped doing MTA-STS (RFC 8461 §8.3 phases out with a `none` policy, then removes the TXT);
+ *    - failures keep the old record (it stays usable until it expires) and are logged at error
+ *      level, except for `none` policies, where they are expected and logged at debug level
+ *      (RFC 8461 §3.3);
+ *    - TXT lookup failing under a live policy → the policy is fetched anyway (perhaps only DNS is
+ *      down; mox does the same), but a policy weaker than the cached one (enforce > testing > none)
+ *      is not accepted without a TXT record announcing it (RFC 8461 §10).
+ *
+ * Where we differ from mox: a back-off record is retried (fetched) rather than "extended" when its
+ * TXT id is unchanged, since extending it would only renew the back-off; and the TXT-failure
+ * fetch never stores a weaker policy.
+ *
+ * Large stores: the due records are read through `store.list({ updatedBefore })` a batch at a time
+ * (default 1000 records). Each batch is shuffled, so the order is random within a batch and the
+ * batches follow the store's order: a full shuffle of a million records would need all of them in
+ * memory, and what the random order is for (not hitting one provider's domains in a row, not the
+ * same order every day) is served by shuffling within batches of 1000. The number of due records is
+ * counted first (one streaming pass) so the 3 h spread is even.
+ *
+ * Fleets: before refreshing a record the refresher claims it with `store.claimRefresh` (a lease of
+ * 10 minutes by default, owned by a random node id). Only the claimer refreshes it, so N nodes on one
+ * PostgreSQL store refresh each record once; a node that dies holds its leases only until they expire.
+ *
+ * Concurrency is bounded (default 4 refreshes at once); each refresh is bounded to 60 s like mox's.
+ * `stop()` aborts the sleeps and the network calls in progress and waits for the running steps to
+ * end. A step writes with one `store.put` (or `delete`) after all network work is done, so a stop
+ * never leaves a refresh half-written.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import { lookupRecord } from '../discovery/lookup-record.js';
+import type { DnsResolver } from '../discovery/resolver.js';
+import { isMtaStsError, MtaStsError } from '../errors.js';
+import type { FetchedPolicy, PolicyFetcher } from '../fetch/fetcher.js';
+import type { Logger } from '../logger.js';
+import type { FetchResult, Metrics, RefreshResult } from '../metrics/metrics.js';
+import { parseDomain, type Domain } from '../rfc8461/domain.js';
+import { REFRESH_AFTER_SECONDS, REFRESH_INTERVAL_SECONDS, UNUSED_DELETE_SECONDS } from '../rfc8461/limits.js';
+import { effectiveMaxAgeSeconds, type Mode } from '../rfc8461/policy.js';
+import type { StsRecord } from '../rfc8461/record.js';
+import type { PolicyRecord, PolicyStore } from '../store/policy-store.js';
+import { deadline, shareSignal } from './deadline.js';
+import type { RefreshSummary } from './types.js';
+
+/** The refreshes of one pass are spread over this long (mox: 3 hours). */
+export const REFRESH_SPREAD_SECONDS = 3 * 3600;
+/** Upper bound of one record's refresh (TXT lookup plus fetch), as mox's one minute. */
+export const REFRESH_STEP_TIMEOUT_MS = 60_000;
+/** Default lease of a claimed record: long enough for a step, short enough to recover from a dead node. */
+export const DEFAULT_LEASE_SECONDS = 600;
+/** Default number of records refreshed at once. */
+export const DEFAULT_REFRESH_CONCURRENCY = 4;
+/** Default number of records read, shuffled and worked through at a time. */
+export const DEFAULT_REFRESH_BATCH = 1000;
+
+/** Tuning of the refresher. All optional. */
+export interface RefresherOptions {
+  /** Records refreshed at once. Default 4. */
+  readonly concurrency?: number;
+  /** Lease taken on a record before refreshing it. Default 600 s. */
+  readonly leaseSeconds?: number;
+  /** Records read and shuffled at a time. Default 1000. */
+  readonly batchSize?: number;
+  /** This node's id in leases. Default a random UUID. */
+  readonly owner?: string;
+  /** Random numbers in [0, 1) for the shuffle and the jitter. Default `Math.random`. */
+  readonly random?: () => number;
+}
+
+/** What the refresher works with. */
+export interface RefresherDeps {
+  readonly store: PolicyStore;
+  readonly clock: Clock;
+  readonly resolver: DnsResolver;
+  readonly fetcher: PolicyFetcher;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** Called before records are judged by `lastUse`, so deferred `lastUse` writes are in the store. */
+  readonly flushUses?: () => Promise<void>;
+}
+
+/** Options of one pass. */
+export interface PassOptions {
+  readonly signal?: AbortSignal;
+  /** Spread the refreshes over 3 h (the periodic pass); false refreshes as fast as allowed (CLI `refresh`). */
+  readonly spread?: boolean;
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+type Counts = { -readonly [K in keyof RefreshSummary]: RefreshSummary[K] };
+
+const STRENGTH: Readonly<Record<Mode, number>> = { none: 0, testing: 1, enforce: 2 };
+
+/**
+ * Lets timers and I/O run. The SQLite store answers synchronously, so a walk over many records
+ * would otherwise run as one chain of microtasks and starve the event loop (a daemon would stop
+ * answering while the refresher counts a million records).
+ */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Records processed between two {@link yieldToEventLoop} calls. */
+const YIELD_EVERY = 64;
+
+function aborted(signal: AbortSignal): MtaStsError {
+  return new MtaStsError('ERR_MTASTS_ABORTED', 'refresh aborted', { cause: signal.reason });
+}
+
+/** A counting semaphore whose waits end when the signal aborts. */
+class Limiter {
+  private active = 0;
+  private readonly waiters: Array<() => void> = [];
+  private readonly running = new Set<Promise<void>>();
+
+  constructor(private readonly max: number) {}
+
+  /** Runs `task` once a slot is free; resolves when it has started (not finished). */
+  async start(task: () => Promise<void>, signal: AbortSignal): Promise<void> {
+    while (this.active >= this.max) {
+      if (signal.aborted) throw aborted(signal);
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          signal.removeEventListener('abort', wake);
+          resolve();
+        };
+        this.waiters.push(wake);
+        signal.addEventListener('abort', wake, { once: true });
+      });
+    }
+    if (signal.aborted) throw aborted(signal);
+    this.active++;
+    // Tasks report their own failures; a rejection here must not go unhandled.
+    const p = task()
+      .catch(() => {})
+      .finally(() => {
+        this.active--;
+        this.running.delete(p);
+        this.waiters.shift()?.();
+      });
+    this.running.add(p);
+  }
+
+  /** Resolves once every started task has finished. */
+  async drain(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+}
+
+function fetchResult(err: unknown): FetchResult {
+  if (isMtaStsError(err, 'ERR_MTASTS_NO_POLICY')) return 'no_policy';
+  if (isMtaStsError(err, 'ERR_MTASTS_POLICY_SYNTAX')) return 'invalid';
+  return 'error';
+}
+
+/** Runs refresh passes every 24 h (see the module comment). */
+export class Refresher {
+  /** This node's lease owner id. */
+  readonly owner: string;
+  private readonly deps: RefresherDeps;
+  private readonly concurrency: number;
+  private readonly leaseMs: number;
+  private readonly batchSize: number;
+  private readonly random: () => number;
+  private loopAbort: AbortController | undefined;
+  private loop: Promise<void> | undefined;
+
+  constructor(deps: RefresherDeps, options: RefresherOptions = {}) {
+    this.deps = deps;
+    this.owner = options.owner ?? randomUUID();
+    this.concurrency = Math.max(1, Math.floor(options.concurrency ?? DEFAULT_REFRESH_CONCURRENCY));
+    this.leaseMs = Math.max(1, options.leaseSeconds ?? DEFAULT_LEASE_SECONDS) * 1000;
+    this.batchSize = Math.max(1, Math.floor(options.batchSize ?? DEFAULT_REFRESH_BATCH));
+    this.random = options.random ?? Math.random;
+  }
+
+  /** True while the periodic loop runs. */
+  get running(): boolean {
+    return this.loop !== undefined;
+  }
+
+  /** Starts the periodic loop: a pass now, then one every 24 h (counted from the start of the previous). */
+  start(): void {
+    if (this.loop !== undefined) return;
+    const ac = new AbortController();
+    this.loopAbort = ac;
+    this.loop = this.runLoop(shareSignal(ac.signal));
+  }
+
+  /** Stops the loop promptly: aborts its sleep and network calls, waits for the steps in progress. Idempotent. */
+  async stop(): Promise<void> {
+    this.loopAbort?.abort(new MtaStsError('ERR_MTASTS_ABORTED', 'refresher stopped'));
+    await this.loop;
+    this.loop = undefined;
+    this.loopAbort = undefined;
+  }
+
+  private async runLoop(signal: AbortSignal): Promise<void> {
+    const { clock, logger } = this.deps;
+    while (!signal.aborted) {
+      const started = clock.now();
+      try {
+        const summary = await this.pass({ signal, spread: true });
+        logger.info({ ...summary }, 'mta-sts policy refresh pass done');
+      } catch (err) {
+        if (signal.aborted) break;
+        logger.error({ err }, 'mta-sts policy refresh pass failed');
+      }
+      // RFC 8461 §3.3: refresh proactively; once a day is the suggested frequency (and mox's).
+      const wait = started + REFRESH_INTERVAL_SECONDS * 1000 - clock.now();
+      try {
+        await clock.sleep(Math.max(0, wait), signal);
+      } catch {
+        break;
+      }
+    }
+  }
+
+  /**
+   * One pass: deletes unused records, then refreshes the due ones (see the module comment).
+   * Rejects with `ERR_MTASTS_ABORTED` when `signal` aborts, after the steps in progress ended.
+   */
+  async pass(options: PassOptions = {}): Promise<RefreshSummary> {
+    const { store, clock, logger, metrics } = this.deps;
+    const signal = options.signal ?? new AbortController().signal;
+    const counts: Counts = { checked: 0, unchanged: 0, updated: 0, failed: 0, deleted: 0 };
+    const start = clock.now();
+
+    await this.deps.flushUses?.();
+    counts.deleted += await this.deleteUnused(new Date(start - UNUSED_DELETE_SECONDS * 1000), signal);
+
+    const updatedBefore = new Date(start - REFRESH_AFTER_SECONDS * 1000);
+    let total = 0;
+    for await (const _ of store.list({ updatedBefore, pageSize: this.batchSize })) {
+      if (++total % this.batchSize === 0) {
+        await yieldToEventLoop();
+        if (signal.aborted) throw aborted(signal);
+      }
+    }
+    logger.debug({ count: total }, 'refreshing mta-sts policies');
+    options.onProgress?.(0, total);
+    const spread = options.spread !== false && total > 1;
+    const interval = spread ? (REFRESH_SPREAD_SECONDS * 1000) / (total - 1) : 0;
+
+    const limiter = new Limiter(this.concurrency);
+    let done = 0;
+    let slot = 0;
+    try {
+      for await (const batch of this.batches(updatedBefore)) {
+        this.shuffle(batch);
+        for (const pr of batch) {
+          if (signal.aborted) throw aborted(signal);
+          if (spread && slot > 0) {
+            // Slot i is due at start + i·interval, give or take half an interval of jitter.
+            const due = start + slot * interval + (this.random() - 0.5) * interval;
+            const wait = Math.ceil(due - clock.now());
+            if (wait > 0) await clock.sleep(wait, signal);
+          }
+          if (++slot % YIELD_EVERY === 0) await yieldToEventLoop();
+          await limiter.start(async () => {
+            const result = await this.refreshRecord(pr, { updatedBefore, signal });
+            counts.checked++;
+            if (result === 'unchanged' || result === 'updated' || result === 'failed' || result === 'deleted') {
+              counts[result]++;
+            }
+            options.onProgress?.(++done, Math.max(total, done));
+          }, signal);
+        }
+      }
+    } finally {
+      await limiter.drain();
+    }
+    if (signal.aborted) throw aborted(signal);
+    try {
+      metrics.cacheSize(await store.count());
+    } catch (err) {
+      logger.warn({ err }, 'counting cached mta-sts policies');
+    }
+    return counts;
+  }
+
+  /** Deletes records whose `lastUse` is before `usedBefore`; returns how many. */
+  private async deleteUnused(usedBefore: Date, signal: AbortSignal): Promise<number> {
+    const { store, metrics, logger } = this.deps;
+    let deleted = 0;
+    // Collect a batch, then delete it, then list again: never delete under a running listing.
+    for (;;) {
+      const batch: PolicyRecord[] = [];
+      for await (const r of store.list({ usedBefore, pageSize: this.batchSize })) {
+        batch.push(r);
+        if (batch.length >= this.batchSize) break;
+      }
+      let n = 0;
+      await yieldToEventLoop();
+      for (const r of batch) {
+        if (signal.aborted) throw aborted(signal);
+        if (await store.delete(r.domain)) {
+          n++;
+          metrics.refresh('deleted');
+        }
+      }
+      deleted += n;
+      // A batch that deleted nothing (someone else is deleting, or a store refuses) ends the sweep.
+      if (batch.length < this.batchSize || n === 0) break;
+    }
+    if (deleted > 0) logger.info({ count: deleted, usedBefore }, 'deleted mta-sts policies unused for 180 days');
+    return deleted;
+  }
+
+  /** The due records, `batchSize` at a time. */
+  private async *batches(updatedBefore: Date): AsyncGenerator<PolicyRecord[]> {
+    let batch: PolicyRecord[] = [];
+    for await (const r of this.deps.store.list({ updatedBefore, pageSize: this.batchSize })) {
+      batch.push(r);
+      if (batch.length >= this.batchSize) {
+        yield batch;
+        batch = [];
+      }
+    }
+    if (batch.length > 0) yield batch;
+  }
+
+  private shuffle<T>(a: T[]): void {
+    // Fisher–Yates.
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = Math.floor(this.random() * (i + 1));
+      const t = a[i]!;
+      a[i] = a[j]!;
+      a[j] = t;
+    }
+  }
+
+  /**
+   * Refreshes one record if this node can claim it (see the module comment). Never throws for a
+   * failed refresh (it returns `failed`); rejects with `ERR_MTASTS_ABORTED` only when `signal` aborts.
+   */
+  async refreshRecord(
+    pr: PolicyRecord,
+    options: { readonly updatedBefore: Date; readonly signal: AbortSignal },
+  ): Promise<RefreshResult> {
+    const { metrics, logger } = this.deps;
+    let result: RefreshResult;
+    try {
+      result = await this.refreshClaimed(pr, options);
+    } catch (err) {
+      if (options.signal.aborted) throw aborted(options.signal);
+      logger.error({ err, domain: pr.domain }, 'refreshing mta-sts policy');
+      result = 'failed';
+    }
+    metrics.refresh(result);
+    return result;
+  }
+
+  private async refreshClaimed(
+    pr: PolicyRecord,
+    options: { readonly updatedBefore: Date; readonly signal: AbortSignal },
+  ): Promise<RefreshResult> {
+    const { store, clock, logger } = this.deps;
+    const { signal } = options;
+    const now = clock.now();
+    const claimed = await store.claimRefresh(pr.domain, {
+      owner: this.owner,
+      now: new Date(now),
+      leaseUntil: new Date(now + this.leaseMs),
+      updatedBefore: options.updatedBefore,
+    });
+    if (!claimed) return 'skipped';
+
+    let domain: Domain;
+    try {
+      domain = parseDomain(pr.domain);
+    } catch (err) {
+      logger.error({ err, domain: pr.domain }, 'refreshing mta-sts policy: invalid domain in the store');
+      return 'failed';
+    }
+    const step = deadline(signal, REFRESH_STEP_TIMEOUT_MS);
+    try {
+      return await this.refreshStep(pr, domain, step.signal, signal);
+    } finally {
+      step.dispose();
+    }
+  }
+
+  /** The network part of a claimed refresh, bounded by `bound`; `signal` is the caller's (stop). */
+  private async refreshStep(
+    pr: PolicyRecord,
+    domain: Domain,
+    bound: AbortSignal,
+    signal: AbortSignal,
+  ): Promise<RefreshResult> {
+    const { store, resolver, fetcher, logger, metrics } = this.deps;
+    const log = logger.child({ domain: pr.domain });
+    const none = pr.policy.mode === 'none';
+
+    let record: StsRecord | undefined;
+    let recordErr: unknown;
+    try {
+      record = await lookupRecord(domain, { resolver, signal: bound });
+    } catch (err) {
+      if (signal.aborted) throw aborted(signal);
+      recordErr = err;
+    }
+
+    if (record !== undefined && record.id === pr.recordId && !pr.backoff) {
+      // RFC 8461 §3.3: the id is unchanged, so the cached policy is current: extend it.
+      return this.write(pr, (cur, t) => ({
+        ...cur,
+        lastUpdate: new Date(t),
+        validEnd: new Date(t + effectiveMaxAgeSeconds(cur.policy) * 1000),
+      })).then((ok) => (ok ? 'unchanged' : 'skipped'));
+    }
+
+    if (recordErr !== undefined) {
+      if (none) {
+        if (isMtaStsError(recordErr, 'ERR_MTASTS_NO_RECORD')) {
+          // The domain stopped doing MTA-STS after phasing out with a `none` policy: forget it.
+          const cur = await store.get(pr.domain);
+          if (cur === undefined || cur.lastUpdate.getTime() !== pr.lastUpdate.getTime()) return 'skipped';
+          await store.delete(pr.domain);
+          log.info({}, 'deleted mta-sts none policy whose TXT record is gone');
+          return 'deleted';
+        }
+        log.debug({ err: recordErr }, 'TXT lookup for a none policy failed; keeping it');
+        return 'failed';
+      }
+      // Perhaps only DNS is down: try the policy anyway so that it does not expire.
+      log.error({ err: recordErr }, 'TXT lookup while refreshing failed; fetching the policy anyway');
+    }
+
+    const t0 = performance.now();
+    let fetched: FetchedPolicy;
+    try {
+      fetched = await fetcher.fetch(domain, { signal: bound });
+      metrics.fetch('ok', (performance.now() - t0) / 1000);
+    } catch (err) {
+      if (signal.aborted) throw aborted(signal);
+      metrics.fetch(fetchResult(err), (performance.now() - t0) / 1000);
+      if (none) log.debug({ err }, 'refreshing mta-sts none policy failed; keeping it');
+      else log.error({ err }, 'refreshing mta-sts policy failed; keeping the cached policy');
+      return 'failed';
+    }
+
+    if (recordErr !== undefined && !pr.backoff && STRENGTH[fetched.policy.mode] < STRENGTH[pr.policy.mode]) {
+      // RFC 8461 §10: without a TXT record announcing a new id, never replace a policy by a weaker one.
+      log.warn(
+        { cached: pr.policy.mode, served: fetched.policy.mode },
+        'weaker policy served while the TXT record is unavailable; keeping the cached policy',
+      );
+      return 'failed';
+    }
+
+    const ok = await this.write(pr, (cur, t) => ({
+      ...cur,
+      lastUpdate: new Date(t),
+      validEnd: new Date(t + effectiveMaxAgeSeconds(fetched.policy) * 1000),
+      backoff: false,
+      recordId: record?.id ?? cur.recordId,
+      policy: fetched.policy,
+      policyText: fetched.text,
+    }));
+    return ok ? 'updated' : 'skipped';
+  }
+
+  /**
+   * Writes `change(current record)` unless the record changed since it was listed (someone else
+   * refreshed or replaced it). One `put`: a write is whole or absent.
+   */
+  private async write(pr: PolicyRecord, change: (cur: PolicyRecord, now: number) => PolicyRecord): Promise<boolean> {
+    const { store, clock } = this.deps;
+    const cur = await store.get(pr.domain);
+    if (cur === undefined || cur.lastUpdate.getTime() !== pr.lastUpdate.getTime()) return false;
+    return store.put(change(cur, clock.now()));
+  }
+}
