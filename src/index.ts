@@ -39,3 +39,19 @@ export type { RefresherOptions } from './cache/refresher.js';
 export { BACKOFF_REASON, FALLBACK_SUFFIX } from './cache/tlsrpt-report.js';
 /** The Go package's API (`init`, `get`, `upsert`, `policyRecords`, `close`, `ErrNotFound`, `ErrBackoff`) on one default database. */
 export * as mtastsdb from './cache/module-api.js';
+export {
+  encodeNetstring,
+  decodeNetstrings,
+  NetstringDecoder,
+  DEFAULT_REQUEST_LIMIT,
+  POSTFIX_REPLY_LIMIT,
+} from './socketmap/netstring.js';
+export type { NetstringDecoderOptions, NetstringErrorReason } from './socketmap/netstring.js';
+export { parseRequest, normalizeKey, formatReply, NOTFOUND_REPLY } from './socketmap/protocol.js';
+export type { SocketmapRequest, NormalizedKey, ReplyOutcome, ReplyZone } from './socketmap/protocol.js';
+export { startSocketmapServer } from './socketmap/server.js';
+export type { SocketmapHandler, SocketmapListen, SocketmapServer, SocketmapServerOptions } from './socketmap/server.js';
+export { loadConfig, parseConfigText } from './config/load-config.js';
+export type { ConfigOverrides, LoadConfigOptions } from './config/load-config.js';
+export { validateConfig, zoneFor, DEFAULT_ZONE } from './config/schema.js';
+export type { Config, ZoneConfig, RateLimitConfig, LoggingConfig, LogLevelName } from './config/schema.js';

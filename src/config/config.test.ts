@@ -1,0 +1,259 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { isMtaStsError } from '../errors.js';
+import { loadConfig, parseConfigText } from './load-config.js';
+import { DEFAULT_ZONE, zoneFor } from './schema.js';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+describe('configuration defaults', () => {
+  it('an empty file gives postfix-mta-sts-resolver defaults plus ours', () => {
+    for (const text of ['', '---\n', '# only a comment\n']) {
+      const c = parseConfigText(text);
+      assert.equal(c.host, '127.0.0.1');
+      assert.equal(c.port, 8461);
+      assert.equal(c.reusePort, true);
+      assert.equal(c.shutdownTimeoutSeconds, 20);
+      assert.equal(c.cacheGraceSeconds, 60);
+      assert.deepEqual(c.defaultZone, DEFAULT_ZONE);
+      assert.deepEqual(c.defaultZone, {
+        strictTesting: false,
+        timeoutSeconds: 4,
+        requireSni: true,
+        tlsrpt: false,
+        tempOnError: false,
+      });
+      assert.equal(c.cache.type, 'sqlite');
+      assert.equal(c.store, undefined);
+      assert.equal(c.dataDir, './data');
+      assert.equal(c.proactivePolicyFetching.enabled, true);
+      assert.equal(c.proactivePolicyFetching.intervalSeconds, 86400);
+      assert.equal(c.proactivePolicyFetching.graceRatio, 2);
+      assert.deepEqual(c.metrics, { enabled: false, host: '127.0.0.1', port: 9461 });
+      assert.deepEqual(c.logging, { format: 'json', level: 'info' });
+      assert.equal(c.limits.maxInFlightPerConnection, 128);
+      assert.equal(c.limits.requestLimit, 1024);
+      assert.ok(Object.isFrozen(c) && Object.isFrozen(c.defaultZone) && Object.isFrozen(c.limits));
+    }
+  });
+
+  it('zones fall back to the built-in defaults, not to default_zone (as postfix-mta-sts-resolver)', () => {
+    const c = parseConfigText('default_zone:\n  strict_testing: true\nzones:\n  postfix:\n    require_sni: false\n');
+    assert.equal(c.defaultZone.strictTesting, true);
+    assert.deepEqual(zoneFor(c, 'postfix'), { ...DEFAULT_ZONE, requireSni: false });
+    assert.equal(zoneFor(c, 'unknown'), c.defaultZone);
+    assert.equal(zoneFor(c, 'constructor'), c.defaultZone);
+  });
+
+  it('reads the YAML 1.1 forms PyYAML reads: octal mode, yes/no', () => {
+    const c = parseConfigText('path: /run/mta-sts.sock\nmode: 0666\nreuse_port: no\ndefault_zone:\n  tlsrpt: yes\n');
+    assert.equal(c.path, '/run/mta-sts.sock');
+    assert.equal(c.mode, 0o666);
+    assert.equal(c.reusePort, false);
+    assert.equal(c.defaultZone.tlsrpt, true);
+    assert.equal(parseConfigText('path: /x\nmode: "0660"\n').mode, 0o660);
+  });
+
+  const stores: ReadonlyArray<[string, string | undefined, string]> = [
+    [
+      'cache:\n  type: sqlite\n  options:\n    filename: /var/lib/mta-sts/cache.db\n',
+      '/var/lib/mta-sts/cache.db',
+      'sqlite',
+    ],
+    ['cache:\n  type: postgres\n  options:\n    dsn: postgres://u@db/mta\n', 'postgres://u@db/mta', 'postgres'],
+    ['cache:\n  type: internal\n  options:\n    cache_size: 10000\n', ':memory:', 'internal'],
+    ['cache:\n  type: sqlite\n', undefined, 'sqlite'],
+    ['store: postgres://x@h/d\ncache:\n  type: sqlite\n  options:\n    filename: a.db\n', 'postgres://x@h/d', 'sqlite'],
+  ];
+  for (const [text, store, type] of stores) {
+    it(`cache section → store ${String(store)}`, () => {
+      const c = parseConfigText(text);
+      assert.equal(c.store, store);
+      assert.equal(c.cache.type, type);
+    });
+  }
+});
+
+// Each bad configuration must fail at start with ERR_MTASTS_CONFIG naming the key.
+const bad: ReadonlyArray<{ text: string; key: string; why: string }> = [
+  { text: 'prot: 8461\n', key: 'prot', why: 'unknown top-level key' },
+  { text: 'port: "8461"\n', key: 'port', why: 'string for a number' },
+  { text: 'port: 70000\n', key: 'port', why: 'port out of range' },
+  { text: 'port: 84.61\n', key: 'port', why: 'fractional port' },
+  { text: 'host: 127\n', key: 'host', why: 'number for a string' },
+  { text: 'host: ""\n', key: 'host', why: 'empty host' },
+  { text: 'reuse_port: maybe\n', key: 'reuse_port', why: 'not a boolean' },
+  { text: 'shutdown_timeout: -1\n', key: 'shutdown_timeout', why: 'negative' },
+  { text: 'cache_grace: [1]\n', key: 'cache_grace', why: 'a list' },
+  { text: 'mode: 0666\n', key: 'mode', why: 'mode without path' },
+  { text: 'path: /x\nmode: rw\n', key: 'mode', why: 'mode not octal' },
+  { text: 'path: /x\nmode: 99999\n', key: 'mode', why: 'mode too large' },
+  { text: 'cache: sqlite\n', key: 'cache', why: 'cache not a mapping' },
+  { text: 'cache:\n  type: memcached\n', key: 'cache.type', why: 'unknown cache type' },
+  { text: 'cache:\n  type: redis\n', key: 'cache.type', why: 'redis unsupported' },
+  { text: 'cache:\n  type: postgres\n', key: 'cache.options.dsn', why: 'postgres without dsn' },
+  {
+    text: 'cache:\n  type: postgres\n  options:\n    dsn: mysql://x\n',
+    key: 'cache.options.dsn',
+    why: 'not a postgres URL',
+  },
+  { text: 'cache:\n  type: sqlite\n  options:\n    filname: x\n', key: 'cache.options.filname', why: 'typo in option' },
+  { text: 'cache:\n  type: sqlite\n  options:\n    threads: 0\n', key: 'cache.options.threads', why: 'zero threads' },
+  {
+    text: 'proactive_policy_fetching:\n  enabled: 1\n',
+    key: 'proactive_policy_fetching.enabled',
+    why: 'number for bool',
+  },
+  {
+    text: 'proactive_policy_fetching:\n  interval: 0\n',
+    key: 'proactive_policy_fetching.interval',
+    why: 'zero interval',
+  },
+  {
+    text: 'proactive_policy_fetching:\n  concurrency_limit: 2.5\n',
+    key: 'proactive_policy_fetching.concurrency_limit',
+    why: 'fractional concurrency',
+  },
+  {
+    text: 'proactive_policy_fetching:\n  grace_ratio: 0\n',
+    key: 'proactive_policy_fetching.grace_ratio',
+    why: 'zero ratio',
+  },
+  { text: 'default_zone:\n  timeout: 0\n', key: 'default_zone.timeout', why: 'zero timeout' },
+  { text: 'default_zone:\n  strict: true\n', key: 'default_zone.strict', why: 'unknown zone key' },
+  { text: 'default_zone: []\n', key: 'default_zone', why: 'zone is a list' },
+  { text: 'zones:\n  postfix:\n    timeout: fast\n', key: 'zones.postfix.timeout', why: 'string timeout in a zone' },
+  { text: 'zones:\n  postfix:\n    tlsrpt: "true"\n', key: 'zones.postfix.tlsrpt', why: 'quoted boolean' },
+  { text: 'zones:\n  postfix: 1\n', key: 'zones.postfix', why: 'zone is a number' },
+  { text: 'zones: [a, b]\n', key: 'zones', why: 'zones is a list' },
+  { text: 'data_dir: 5\n', key: 'data_dir', why: 'number for a path' },
+  { text: 'store: ""\n', key: 'store', why: 'empty store' },
+  { text: 'logging:\n  format: xml\n', key: 'logging.format', why: 'unknown log format' },
+  { text: 'logging:\n  level: verbose\n', key: 'logging.level', why: 'unknown log level' },
+  { text: 'metrics:\n  enabled: on\n  port: -5\n', key: 'metrics.port', why: 'negative metrics port' },
+  { text: 'metrics:\n  path: /metrics\n', key: 'metrics.path', why: 'unknown metrics key' },
+  { text: 'limits:\n  max_connections: 0\n', key: 'limits.max_connections', why: 'zero connections' },
+  {
+    text: 'limits:\n  max_in_flight_per_connection: -1\n',
+    key: 'limits.max_in_flight_per_connection',
+    why: 'negative queue',
+  },
+  { text: 'limits:\n  request_limit: 8\n', key: 'limits.request_limit', why: 'request limit too small' },
+  {
+    text: 'limits:\n  fetch_rate_per_domain:\n    rate: 0\n',
+    key: 'limits.fetch_rate_per_domain.rate',
+    why: 'zero rate',
+  },
+  {
+    text: 'limits:\n  fetch_rate_global:\n    burst: 0.5\n',
+    key: 'limits.fetch_rate_global.burst',
+    why: 'fractional burst',
+  },
+  { text: 'limits:\n  max_fetches: 3\n', key: 'limits.max_fetches', why: 'unknown limit' },
+  { text: '- a\n- b\n', key: '', why: 'document is a list' },
+  { text: 'port: 1\nport: 2\n', key: '', why: 'duplicate key' },
+  { text: 'host: [unclosed\n', key: '', why: 'YAML syntax error' },
+];
+
+describe('bad configurations fail naming the key', () => {
+  for (const c of bad) {
+    it(`${c.why}: ${c.key === '' ? '(document)' : c.key}`, () => {
+      assert.throws(
+        () => parseConfigText(c.text, 'test.yml'),
+        (err: unknown) => {
+          assert.ok(isMtaStsError(err, 'ERR_MTASTS_CONFIG'), String(err));
+          assert.equal(err.details.key, c.key);
+          assert.ok(err.message.startsWith('test.yml: '), err.message);
+          if (c.key !== '') assert.ok(err.message.includes(c.key), err.message);
+          return true;
+        },
+      );
+    });
+  }
+});
+
+describe('loadConfig', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mtastsdb-config-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('reads the file, then the environment, then flags', async () => {
+    const file = join(dir, 'a.yml');
+    await writeFile(file, 'host: 127.0.0.2\nport: 1000\ndata_dir: /from/file\nlogging:\n  level: warn\n');
+    const fromFile = await loadConfig({ file, env: {} });
+    assert.deepEqual(
+      [fromFile.host, fromFile.port, fromFile.dataDir, fromFile.logging.level],
+      ['127.0.0.2', 1000, '/from/file', 'warn'],
+    );
+    const env = { MTASTSDB_PORT: '2000', MTASTSDB_DATA_DIR: '/from/env', MTASTSDB_LOG_LEVEL: 'debug' };
+    const fromEnv = await loadConfig({ file, env });
+    assert.deepEqual(
+      [fromEnv.host, fromEnv.port, fromEnv.dataDir, fromEnv.logging.level],
+      ['127.0.0.2', 2000, '/from/env', 'debug'],
+    );
+    const fromFlags = await loadConfig({
+      file,
+      env,
+      overrides: { port: 3000, dataDir: '/from/flag', store: ':memory:' },
+    });
+    assert.deepEqual([fromFlags.port, fromFlags.dataDir, fromFlags.store], [3000, '/from/flag', ':memory:']);
+    assert.ok(Object.isFrozen(fromFlags));
+  });
+
+  it('MTASTSDB_CONFIG names the file; no file means defaults', async () => {
+    const file = join(dir, 'b.yml');
+    await writeFile(file, 'port: 4000\n');
+    assert.equal((await loadConfig({ env: { MTASTSDB_CONFIG: file } })).port, 4000);
+    assert.equal((await loadConfig({ env: {} })).port, 8461);
+  });
+
+  it('a host/port override means TCP even when the file names a Unix socket', async () => {
+    const file = join(dir, 'c.yml');
+    await writeFile(file, 'path: /run/x.sock\nmode: 0660\n');
+    const unix = await loadConfig({ file, env: {} });
+    assert.equal(unix.path, '/run/x.sock');
+    assert.equal(unix.mode, 0o660);
+    const tcp = await loadConfig({ file, env: {}, overrides: { port: 0 } });
+    assert.equal(tcp.path, undefined);
+    assert.equal(tcp.port, 0);
+  });
+
+  const badEnv: ReadonlyArray<[Record<string, string>, string]> = [
+    [{ MTASTSDB_PORT: 'http' }, 'MTASTSDB_PORT'],
+    [{ MTASTSDB_PORT: '99999' }, 'MTASTSDB_PORT'],
+    [{ MTASTSDB_LOG_LEVEL: 'loud' }, 'MTASTSDB_LOG_LEVEL'],
+    [{ MTASTSDB_LOG_FORMAT: 'xml' }, 'MTASTSDB_LOG_FORMAT'],
+  ];
+  for (const [env, key] of badEnv) {
+    it(`rejects a bad ${key}`, async () => {
+      await assert.rejects(loadConfig({ env }), (err: unknown) => {
+        assert.ok(isMtaStsError(err, 'ERR_MTASTS_CONFIG'));
+        assert.equal(err.details.key, key);
+        return true;
+      });
+    });
+  }
+
+  it('a missing file is a config error', async () => {
+    await assert.rejects(loadConfig({ file: join(dir, 'missing.yml'), env: {} }), (err: unknown) => {
+      assert.ok(isMtaStsError(err, 'ERR_MTASTS_CONFIG'));
+      assert.match(err.message, /ENOENT/);
+      return true;
+    });
+  });
+
+  it('the sample configuration in examples/ is valid', async () => {
+    const c = await loadConfig({ file: join(repo, 'examples', 'mta-sts-daemon.yml'), env: {} });
+    assert.equal(c.port, 8461);
+    assert.ok(Object.keys(c.zones).length > 0);
+    const unit = await readFile(join(repo, 'examples', 'mtastsdb.service'), 'utf8');
+    assert.match(unit, /ExecStart=.*mtastsdb serve -c \/etc\/mta-sts-daemon\.yml/);
+    assert.match(unit, /ExecReload=\/bin\/kill -HUP \$MAINPID/);
+  });
+});

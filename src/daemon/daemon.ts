@@ -1,0 +1,270 @@
+/**
+ * The daemon: wires the configuration, the policy database, the limits, the socketmap server and
+ * the metrics endpoint, and handles signals. Shutdown is ordered: stop accepting, answer what is
+ * in flight, close the HTTP endpoint, close the database.
+ */
+import { MtaStsDb } from '../cache/mtastsdb.js';
+import type { Clock } from '../clock.js';
+import { systemClock } from '../clock.js';
+import type { Config } from '../config/schema.js';
+import { createNodeResolver } from '../discovery/node-resolver.js';
+import type { DnsResolver } from '../discovery/resolver.js';
+import { MtaStsError } from '../errors.js';
+import type { FetchPolicyOptions, PolicyFetcher } from '../fetch/fetcher.js';
+import { createHttpsFetcher } from '../fetch/https-fetcher.js';
+import type { Logger } from '../logger.js';
+import { PrometheusMetrics } from '../metrics/prometheus.js';
+import { startSocketmapServer } from '../socketmap/server.js';
+import type { SocketmapServer } from '../socketmap/server.js';
+import { createSocketmapHandler } from './handler.js';
+import { startHttpEndpoint } from './http-endpoint.js';
+import type { HttpEndpoint } from './http-endpoint.js';
+import { createDaemonLogger } from './log.js';
+import { KeyedRateLimiter, Semaphore } from './rate-limit.js';
+
+/** Options of {@link startDaemon}. */
+export interface DaemonOptions {
+  readonly config: Config;
+  /** Re-reads the configuration on SIGHUP / `reload()`. Without it, reload keeps the current one. */
+  readonly loadConfig?: () => Promise<Config>;
+  /** Default: pino on stdout per `config.logging`. */
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  /** DNS for TXT lookups and policy hosts. Default: node:dns on the system's servers. */
+  readonly resolver?: DnsResolver;
+  /** Options of the HTTPS policy fetch (tests: CA, port, allowPrivateAddresses). */
+  readonly fetchOptions?: Omit<FetchPolicyOptions, 'signal'>;
+  /** Replaces the HTTPS fetcher (tests). */
+  readonly fetcher?: PolicyFetcher;
+  /** Handle SIGTERM/SIGINT (graceful shutdown) and SIGHUP (reload). Default false. */
+  readonly handleSignals?: boolean;
+  /** Prometheus metrics; default a new instance. */
+  readonly metrics?: PrometheusMetrics;
+}
+
+/** A running daemon. */
+export interface Daemon {
+  /** The socketmap address (`{ host, port }` or `{ path }`). */
+  readonly address: SocketmapServer['address'];
+  /** The metrics endpoint's address when enabled. */
+  readonly metricsAddress?: { readonly host: string; readonly port: number };
+  readonly db: MtaStsDb;
+  readonly metrics: PrometheusMetrics;
+  /** The configuration in force (changes on reload). */
+  config(): Config;
+  /** Re-reads the configuration: zones and log level apply at once; connections stay open. */
+  reload(): Promise<void>;
+  /** Graceful shutdown, bounded by `shutdown_timeout`. Idempotent. */
+  close(): Promise<void>;
+  /** Resolves when the daemon has shut down (by `close()` or a signal). */
+  readonly closed: Promise<void>;
+}
+
+/** A DNS error our limits raise; lookupRecord classifies it as a temporary DNS failure. */
+function limitError(name: string, why: string): Error {
+  return Object.assign(new Error(`TXT lookup of ${name} held back: ${why}`), { code: 'ERATELIMIT' });
+}
+
+/** Keys whose change needs a restart; reload warns about them. */
+function restartKeys(a: Config, b: Config): string[] {
+  const out: string[] = [];
+  const same = (x: unknown, y: unknown): boolean => JSON.stringify(x) === JSON.stringify(y);
+  if (a.host !== b.host || a.port !== b.port || a.path !== b.path || a.mode !== b.mode) out.push('listen address');
+  if (a.store !== b.store || a.dataDir !== b.dataDir) out.push('store');
+  if (!same(a.limits, b.limits)) out.push('limits');
+  if (!same(a.metrics, b.metrics)) out.push('metrics');
+  if (a.cacheGraceSeconds !== b.cacheGraceSeconds) out.push('cache_grace');
+  if (!same(a.proactivePolicyFetching, b.proactivePolicyFetching)) out.push('proactive_policy_fetching');
+  if (a.logging.format !== b.logging.format) out.push('logging.format');
+  return out;
+}
+
+/**
+ * Starts the daemon: opens the policy database (refresher on unless
+ * `proactive_policy_fetching.enabled: false`; TXT recheck grace = `cache_grace`), puts the limits
+ * around its network access, and starts the socketmap server and, if enabled, the HTTP endpoint.
+ *
+ * Limits (issue 6): every `_mta-sts` TXT lookup takes a token from a per-domain and a global
+ * bucket and a discovery slot; every policy fetch takes a discovery slot. A refused token is a
+ * temporary DNS failure to the database, which then keeps any cached policy and stores nothing.
+ */
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  let config = options.config;
+  const own = options.logger === undefined ? createDaemonLogger(config.logging) : undefined;
+  const logger = options.logger ?? (own as NonNullable<typeof own>).logger;
+  const clock = options.clock ?? systemClock;
+  const metrics = options.metrics ?? new PrometheusMetrics();
+  const { limits } = config;
+
+  const discoveries = new Semaphore(limits.maxInFlightDiscoveries);
+  const perDomain = new KeyedRateLimiter({ ...limits.fetchRatePerDomain, clock });
+  const global = new KeyedRateLimiter({ ...limits.fetchRateGlobal, clock, maxKeys: 1 });
+  const baseResolver = options.resolver ?? createNodeResolver();
+
+  const resolver: DnsResolver = {
+    async resolveTxt(name, signal) {
+      if (!name.toLowerCase().startsWith('_mta-sts.')) return baseResolver.resolveTxt(name, signal);
+      if (!perDomain.take(name.toLowerCase())) {
+        metrics.limit('rate_domain');
+        throw limitError(name, 'per-domain rate limit');
+      }
+      if (!global.take('')) {
+        metrics.limit('rate_global');
+        throw limitError(name, 'global rate limit');
+      }
+      if (discoveries.inUse >= discoveries.limit) metrics.limit('discoveries_wait');
+      const release = await discoveries.acquire(signal).catch((err: unknown) => {
+        throw Object.assign(limitError(name, 'no discovery slot before the deadline'), { cause: err });
+      });
+      try {
+        return await baseResolver.resolveTxt(name, signal);
+      } finally {
+        release();
+      }
+    },
+    resolveCname: (name, signal) => baseResolver.resolveCname(name, signal),
+    resolve4: (name, signal) => baseResolver.resolve4(name, signal),
+    resolve6: (name, signal) => baseResolver.resolve6(name, signal),
+  };
+  const baseFetcher =
+    options.fetcher ??
+    createHttpsFetcher({ ...(options.fetchOptions ?? {}), resolver: options.fetchOptions?.resolver ?? baseResolver });
+  const fetcher: PolicyFetcher = {
+    async fetch(domain, opts) {
+      if (discoveries.inUse >= discoveries.limit) metrics.limit('discoveries_wait');
+      const release = await discoveries.acquire(opts?.signal);
+      try {
+        return await baseFetcher.fetch(domain, opts);
+      } finally {
+        release();
+      }
+    },
+  };
+
+  const ppf = config.proactivePolicyFetching;
+  const db = await MtaStsDb.open({
+    ...(config.store !== undefined ? { store: config.store } : { dataDir: config.dataDir }),
+    refresher: ppf.enabled,
+    txtRecheckSeconds: config.cacheGraceSeconds,
+    clock,
+    resolver,
+    fetcher,
+    logger: logger.child({ component: 'cache' }),
+    metrics,
+    ...(ppf.concurrencyLimit !== undefined ? { refresherOptions: { concurrency: ppf.concurrencyLimit } } : {}),
+  });
+
+  let server: SocketmapServer;
+  let http: HttpEndpoint | undefined;
+  try {
+    server = await startSocketmapServer({
+      listen:
+        config.path !== undefined
+          ? { path: config.path, ...(config.mode !== undefined ? { mode: config.mode } : {}) }
+          : { host: config.host, port: config.port },
+      handler: createSocketmapHandler({ db, config: () => config, logger, metrics }),
+      maxConnections: limits.maxConnections,
+      maxInFlightPerConnection: limits.maxInFlightPerConnection,
+      requestLimit: limits.requestLimit,
+      reusePort: config.reusePort,
+      logger: logger.child({ component: 'socketmap' }),
+      metrics,
+    });
+    if (config.metrics.enabled) {
+      http = await startHttpEndpoint({
+        host: config.metrics.host,
+        port: config.metrics.port,
+        metrics: async () => ({ text: await metrics.text(), contentType: metrics.contentType }),
+        // A point read: cheap on any store size, and it fails when the store does.
+        health: async () => (await db.store.get('healthz.invalid'), !db.closed),
+        logger,
+      });
+    }
+  } catch (err) {
+    await db.close().catch(() => {});
+    throw err;
+  }
+
+  let closing: Promise<void> | undefined;
+  let resolveClosed: () => void = () => {};
+  const closed = new Promise<void>((r) => (resolveClosed = r));
+  const signalHandlers: Array<[NodeJS.Signals, () => void]> = [];
+
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      const graceMs = config.shutdownTimeoutSeconds * 1000;
+      logger.info({ graceMs }, 'shutting down');
+      for (const [sig, fn] of signalHandlers) process.off(sig, fn);
+      await server.close(graceMs);
+      await http?.close();
+      // The database waits for its own work (refresher step, deferred lastUse writes); bound it.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        db.close(),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(
+            () => {
+              logger.error({ graceMs }, 'database did not close within the shutdown timeout');
+              resolve();
+            },
+            Math.max(1000, graceMs),
+          );
+          timer.unref();
+        }),
+      ]).catch((err: unknown) => logger.error({ err }, 'closing the database'));
+      clearTimeout(timer);
+      logger.info({}, 'stopped');
+      try {
+        own?.flush();
+      } catch {
+        // a plain stream has nothing to flush
+      }
+      resolveClosed();
+    })();
+    return closing;
+  };
+
+  const reload = async (): Promise<void> => {
+    if (options.loadConfig === undefined) {
+      logger.warn({}, 'reload requested but the daemon has no configuration source; nothing changed');
+      return;
+    }
+    let next: Config;
+    try {
+      next = await options.loadConfig();
+    } catch (err) {
+      // A broken file must not take the running daemon down: keep the current configuration.
+      logger.error(
+        { err: err instanceof MtaStsError ? { code: err.code, message: err.message } : err },
+        'configuration reload failed; keeping the current configuration',
+      );
+      return;
+    }
+    const needRestart = restartKeys(config, next);
+    config = next;
+    own?.setLevel(next.logging.level);
+    if (needRestart.length > 0) logger.warn({ keys: needRestart }, 'these settings change only on restart');
+    logger.info({ zones: Object.keys(next.zones), level: next.logging.level }, 'configuration reloaded');
+  };
+
+  if (options.handleSignals === true) {
+    const onStop = (sig: NodeJS.Signals) => () => {
+      logger.info({ signal: sig }, 'signal received');
+      void close();
+    };
+    const onHup = (): void => void reload();
+    signalHandlers.push(['SIGTERM', onStop('SIGTERM')], ['SIGINT', onStop('SIGINT')], ['SIGHUP', onHup]);
+    for (const [sig, fn] of signalHandlers) process.on(sig, fn);
+  }
+
+  return {
+    address: server.address,
+    ...(http !== undefined ? { metricsAddress: http.address } : {}),
+    db,
+    metrics,
+    config: () => config,
+    reload,
+    close,
+    closed,
+  };
+}

@@ -1,0 +1,143 @@
+/**
+ * The prom-client implementation of {@link Metrics}, with its own Registry (never the global one,
+ * so two daemons in one process, as in tests, do not collide). Wired only by the daemon.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { FetchResult, GetResult, Metrics, RefreshResult } from './metrics.js';
+
+/** Why the daemon held back network work. */
+export type LimitReason = 'rate_domain' | 'rate_global' | 'discoveries_wait';
+
+/** Options of {@link PrometheusMetrics}. */
+export interface PrometheusMetricsOptions {
+  /** Also collect Node process metrics (CPU, memory, event loop, handles). Default true. */
+  readonly processMetrics?: boolean;
+  /** Prefix of every metric name. Default `mtastsdb_`. */
+  readonly prefix?: string;
+}
+
+// Socketmap answers are sub-millisecond when warm and up to the zone timeout when cold.
+const QUERY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16];
+const FETCH_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
+
+/** Metrics for Prometheus: `registry.metrics()` is the `/metrics` text. */
+export class PrometheusMetrics implements Metrics {
+  readonly registry = new Registry();
+  private readonly gets: Counter<'result'>;
+  private readonly cacheLookups: Counter<'outcome'>;
+  private readonly fetches: Counter<'result'>;
+  private readonly fetchSeconds: Histogram<'result'>;
+  private readonly refreshes: Counter<'result'>;
+  private readonly records: Gauge;
+  private readonly queries: Counter<'zone' | 'answer'>;
+  private readonly querySeconds: Histogram<'zone'>;
+  private readonly openConnections: Gauge;
+  private readonly connectionsTotal: Counter;
+  private readonly limited: Counter<'reason'>;
+
+  constructor(options: PrometheusMetricsOptions = {}) {
+    const p = options.prefix ?? 'mtastsdb_';
+    const registers = [this.registry];
+    this.gets = new Counter({
+      name: `${p}gets_total`,
+      help: 'Policy database gets by result (ok, backoff, notfound, error)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.cacheLookups = new Counter({
+      name: `${p}cache_lookups_total`,
+      help: 'Gets answered from the cache (hit) or needing discovery (miss)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.fetches = new Counter({
+      name: `${p}policy_fetches_total`,
+      help: 'HTTPS policy fetches by result (ok, no_policy, error, invalid)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.fetchSeconds = new Histogram({
+      name: `${p}policy_fetch_duration_seconds`,
+      help: 'Duration of HTTPS policy fetches',
+      labelNames: ['result'],
+      buckets: FETCH_BUCKETS,
+      registers,
+    });
+    this.refreshes = new Counter({
+      name: `${p}refreshes_total`,
+      help: 'Refresher steps by result (unchanged, updated, failed, deleted, skipped)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.records = new Gauge({ name: `${p}cache_records`, help: 'Policy records in the store', registers });
+    this.queries = new Counter({
+      name: `${p}socketmap_queries_total`,
+      help: 'Socketmap answers by zone and answer (OK, NOTFOUND, TEMP)',
+      labelNames: ['zone', 'answer'],
+      registers,
+    });
+    this.querySeconds = new Histogram({
+      name: `${p}socketmap_query_duration_seconds`,
+      help: 'Time from a socketmap request to its answer',
+      labelNames: ['zone'],
+      buckets: QUERY_BUCKETS,
+      registers,
+    });
+    this.openConnections = new Gauge({
+      name: `${p}socketmap_connections`,
+      help: 'Open socketmap connections',
+      registers,
+    });
+    this.connectionsTotal = new Counter({
+      name: `${p}socketmap_connections_total`,
+      help: 'Socketmap connections accepted',
+      registers,
+    });
+    this.limited = new Counter({
+      name: `${p}discoveries_limited_total`,
+      help: 'Network lookups refused or delayed by the daemon limits',
+      labelNames: ['reason'],
+      registers,
+    });
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: p });
+  }
+
+  get(result: GetResult): void {
+    this.gets.inc({ result });
+  }
+  cache(outcome: 'hit' | 'miss'): void {
+    this.cacheLookups.inc({ outcome });
+  }
+  fetch(result: FetchResult, seconds: number): void {
+    this.fetches.inc({ result });
+    this.fetchSeconds.observe({ result }, seconds);
+  }
+  refresh(result: RefreshResult): void {
+    this.refreshes.inc({ result });
+  }
+  cacheSize(records: number): void {
+    this.records.set(records);
+  }
+  socketmapQuery(zone: string, answer: string, seconds: number): void {
+    this.queries.inc({ zone, answer });
+    this.querySeconds.observe({ zone }, seconds);
+  }
+  connections(delta: number): void {
+    this.openConnections.inc(delta);
+    if (delta > 0) this.connectionsTotal.inc(delta);
+  }
+  /** A network lookup held back by a daemon limit. */
+  limit(reason: LimitReason): void {
+    this.limited.inc({ reason });
+  }
+
+  /** The exposition text for `/metrics`. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** The Content-Type of {@link text}. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
