@@ -1,0 +1,250 @@
+import { readFile } from 'node:fs/promises';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { MtaStsDb } from '../cache/mtastsdb.js';
+import type { Clock } from '../clock.js';
+import { createNodeResolver } from '../discovery/node-resolver.js';
+import type { DnsResolver } from '../discovery/resolver.js';
+import { MtaStsError } from '../errors.js';
+import type { FetchPolicyOptions } from '../fetch/fetcher.js';
+import type { Logger } from '../logger.js';
+import type { PolicyStore } from '../store/policy-store.js';
+import { createTextLogger, LOG_LEVELS, type LogLevel } from './logger.js';
+
+/** A writable text stream (stdout/stderr) as the CLI uses it. */
+export interface CliOutput {
+  write(chunk: string): boolean;
+  once(event: 'drain' | 'close' | 'error', listener: () => void): unknown;
+  removeListener(event: 'drain' | 'close' | 'error', listener: () => void): unknown;
+  readonly isTTY?: boolean;
+}
+
+/**
+ * What a command gets from the process: streams, environment, clock and the signal that SIGINT and
+ * SIGTERM abort. Commands never touch `process` themselves, so they can run in-process in a test.
+ */
+export interface CliRuntime {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly stdin: NodeJS.ReadableStream;
+  readonly stdout: CliOutput;
+  readonly stderr: CliOutput;
+  readonly signal: AbortSignal;
+  readonly clock: Clock;
+}
+
+/** The global options (given before or after the subcommand name). */
+export interface GlobalOptions {
+  readonly store?: string;
+  readonly dataDir?: string;
+  readonly dnsServer?: readonly string[];
+  readonly ca?: readonly string[];
+  readonly policyPort?: number;
+  readonly allowPrivateAddresses?: boolean;
+  readonly timeout?: number;
+  readonly logLevel?: LogLevel;
+}
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number of seconds');
+  return n;
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!/^[0-9]{1,5}$/.test(value) || n < 1 || n > 65535) throw new InvalidArgumentError('expected a port 1-65535');
+  return n;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function dnsServer(value: string, previous: string[] | undefined): string[] {
+  // host, host:port, [v6] or [v6]:port: the forms node:dns setServers accepts.
+  if (!/^(?:[0-9.]+|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?$|^[0-9a-fA-F:]+$/.test(value)) {
+    throw new InvalidArgumentError('expected an IP address with an optional port, e.g. 127.0.0.1:5353');
+  }
+  return collect(value, previous);
+}
+
+/** Adds the global options to the root command. */
+export function addGlobalOptions(program: Command): Command {
+  return program
+    .addOption(
+      new Option('--store <url>', 'policy store: postgres://… or sqlite:/path (default: SQLite in the data dir)').env(
+        'MTASTSDB_STORE',
+      ),
+    )
+    .addOption(
+      new Option('--data-dir <dir>', 'directory of the SQLite store mtasts.db (default ./data)').env(
+        'MTASTSDB_DATA_DIR',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--dns-server <host:port>',
+        'DNS server to ask instead of /etc/resolv.conf (repeatable; labs and tests)',
+      ).argParser(dnsServer),
+    )
+    .addOption(
+      new Option('--ca <file>', 'extra trusted CA certificates (PEM) for policy fetches (repeatable)').argParser(
+        collect,
+      ),
+    )
+    .addOption(
+      new Option('--policy-port <port>', 'connect to this port instead of 443 for policy fetches (labs and tests)')
+        .env('MTASTSDB_POLICY_PORT')
+        .argParser(port),
+    )
+    .addOption(
+      new Option(
+        '--allow-private-addresses',
+        'allow policy hosts on loopback/private addresses (also MTASTSDB_ALLOW_PRIVATE_ADDRESSES=1)',
+      ),
+    )
+    .addOption(new Option('--timeout <seconds>', 'bound of each DNS query and policy fetch').argParser(positiveNumber))
+    .addOption(
+      new Option('--log-level <level>', 'log level of messages on stderr')
+        .choices(LOG_LEVELS)
+        .default('warn')
+        .env('MTASTSDB_LOG_LEVEL'),
+    );
+}
+
+/** Where and how {@link CliContext.db} opens the database when a command knows better than the global options. */
+export interface DbOptions {
+  readonly store?: string;
+  readonly dataDir?: string;
+  readonly txtRecheckSeconds?: number;
+}
+
+/**
+ * Everything one command invocation needs, built lazily from the global options: a resolver, the
+ * fetch options, the store and the policy database. `close()` releases what was opened.
+ */
+export class CliContext {
+  readonly runtime: CliRuntime;
+  readonly options: GlobalOptions;
+  readonly logger: Logger;
+  private resolverValue: DnsResolver | undefined;
+  private fetchOptionsValue: Promise<FetchPolicyOptions> | undefined;
+  private dbValue: Promise<MtaStsDb> | undefined;
+
+  constructor(runtime: CliRuntime, options: GlobalOptions) {
+    this.runtime = runtime;
+    this.options = options;
+    this.logger = createTextLogger(runtime.stderr, options.logLevel ?? 'warn');
+  }
+
+  /** The signal aborted by SIGINT/SIGTERM. */
+  get signal(): AbortSignal {
+    return this.runtime.signal;
+  }
+
+  /** Milliseconds from `--timeout`, or undefined for the library's defaults. */
+  get timeoutMs(): number | undefined {
+    return this.options.timeout === undefined ? undefined : Math.round(this.options.timeout * 1000);
+  }
+
+  /** The DNS resolver: `--dns-server` servers, else the system's. */
+  resolver(): DnsResolver {
+    this.resolverValue ??= createNodeResolver({
+      ...(this.options.dnsServer !== undefined && this.options.dnsServer.length > 0
+        ? { servers: this.options.dnsServer }
+        : {}),
+      ...(this.timeoutMs !== undefined ? { timeoutMs: this.timeoutMs } : {}),
+    });
+    return this.resolverValue;
+  }
+
+  /** Whether policy hosts may be on private addresses: the flag or `MTASTSDB_ALLOW_PRIVATE_ADDRESSES=1`. */
+  get allowPrivateAddresses(): boolean {
+    return this.options.allowPrivateAddresses === true || this.runtime.env.MTASTSDB_ALLOW_PRIVATE_ADDRESSES === '1';
+  }
+
+  /** Options of the HTTPS policy fetch, from `--ca`, `--policy-port`, `--timeout`, `--allow-private-addresses`. */
+  fetchOptions(): Promise<FetchPolicyOptions> {
+    this.fetchOptionsValue ??= (async () => {
+      const ca: string[] = [];
+      for (const file of this.options.ca ?? []) {
+        try {
+          ca.push(await readFile(file, 'utf8'));
+        } catch (err) {
+          throw new MtaStsError('ERR_MTASTS_USAGE', `cannot read --ca file ${file}: ${(err as Error).message}`, {
+            cause: err,
+          });
+        }
+      }
+      return {
+        resolver: this.resolver(),
+        allowPrivateAddresses: this.allowPrivateAddresses,
+        ...(ca.length > 0 ? { ca } : {}),
+        ...(this.options.policyPort !== undefined ? { port: this.options.policyPort } : {}),
+        ...(this.timeoutMs !== undefined ? { timeoutMs: this.timeoutMs } : {}),
+      };
+    })();
+    return this.fetchOptionsValue;
+  }
+
+  /** The policy store the database is on (for reads that must not touch `lastUse`). */
+  async store(): Promise<PolicyStore> {
+    return (await this.db()).store;
+  }
+
+  /**
+   * The policy database, without the refresher, on the store named by `--store`/`MTASTSDB_STORE`,
+   * else SQLite in `--data-dir`/`MTASTSDB_DATA_DIR` (default ./data). The first call opens it;
+   * `options` (used by `query`, which follows the daemon's configuration) only count then.
+   */
+  db(options: DbOptions = {}): Promise<MtaStsDb> {
+    this.dbValue ??= (async () => {
+      const fetchOptions = await this.fetchOptions();
+      const store = options.store ?? this.options.store;
+      const dataDir = options.dataDir ?? this.options.dataDir;
+      // Loaded on first use: `lookup` and `--help` never pay for the database modules.
+      const { MtaStsDb } = await import('../cache/mtastsdb.js');
+      return MtaStsDb.open({
+        ...(store !== undefined ? { store } : {}),
+        ...(dataDir !== undefined ? { dataDir } : {}),
+        ...(options.txtRecheckSeconds !== undefined ? { txtRecheckSeconds: options.txtRecheckSeconds } : {}),
+        refresher: false,
+        clock: this.runtime.clock,
+        resolver: this.resolver(),
+        fetchOptions,
+        logger: this.logger,
+      });
+    })();
+    return this.dbValue;
+  }
+
+  /** Closes the database (and its store) if it was opened. Idempotent. */
+  async close(): Promise<void> {
+    const db = this.dbValue;
+    this.dbValue = undefined;
+    if (db === undefined) return;
+    const opened = await db.catch(() => undefined);
+    await opened?.close();
+  }
+}
+
+/**
+ * Runs `fn` with a context for the command being run (global options merged), and closes the
+ * context afterwards whatever happens.
+ */
+export async function withContext<T>(
+  cmd: Command,
+  runtime: CliRuntime,
+  fn: (ctx: CliContext) => Promise<T>,
+): Promise<T> {
+  const ctx = new CliContext(runtime, cmd.optsWithGlobals<GlobalOptions>());
+  let result: T;
+  try {
+    result = await fn(ctx);
+  } catch (err) {
+    // The command's error is what the user needs to see; a close failure after it is secondary.
+    await ctx.close().catch((closeErr: unknown) => ctx.logger.warn({ err: closeErr }, 'closing the store failed'));
+    throw err;
+  }
+  await ctx.close();
+  return result;
+}

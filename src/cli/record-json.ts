@@ -1,0 +1,144 @@
+import { MtaStsError } from '../errors.js';
+import { parseDomain } from '../rfc8461/domain.js';
+import { MAX_POLICY_BYTES, MAX_RECORD_ID_CHARS } from '../rfc8461/limits.js';
+import { formatMxPattern, parsePolicy, type Policy } from '../rfc8461/policy.js';
+import type { PolicyRecord } from '../store/policy-store.js';
+
+/** A policy as JSON: mx patterns as written (`*.example.net`, A-label form). */
+export interface PolicyJson {
+  readonly version: 'STSv1';
+  readonly mode: Policy['mode'];
+  readonly mx: readonly string[];
+  readonly maxAgeSeconds: number;
+  readonly extensions: ReadonlyArray<{ readonly key: string; readonly value: string }>;
+}
+
+/** One line of `mtastsdb export`: every field of a {@link PolicyRecord}, dates as ISO 8601 strings. */
+export interface PolicyRecordJson {
+  readonly domain: string;
+  readonly inserted: string;
+  readonly validEnd: string;
+  readonly lastUpdate: string;
+  readonly lastUse: string;
+  readonly backoff: boolean;
+  readonly recordId: string;
+  readonly policy: PolicyJson;
+  readonly policyText: string;
+}
+
+/** A policy in its JSON form. */
+export function policyToJson(policy: Policy): PolicyJson {
+  return {
+    version: policy.version,
+    mode: policy.mode,
+    mx: policy.mx.map(formatMxPattern),
+    maxAgeSeconds: policy.maxAgeSeconds,
+    extensions: policy.extensions.map((e) => ({ key: e.key, value: e.value })),
+  };
+}
+
+/** A record in its export form (field order as in {@link PolicyRecord}). */
+export function recordToJson(record: PolicyRecord): PolicyRecordJson {
+  return {
+    domain: record.domain,
+    inserted: record.inserted.toISOString(),
+    validEnd: record.validEnd.toISOString(),
+    lastUpdate: record.lastUpdate.toISOString(),
+    lastUse: record.lastUse.toISOString(),
+    backoff: record.backoff,
+    recordId: record.recordId,
+    policy: policyToJson(record.policy),
+    policyText: record.policyText,
+  };
+}
+
+// RFC 3339 date-time, as Date#toISOString writes it (offsets allowed for hand-written files).
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
+// RFC 8461 §3.1: sts-id = 1*32( ALPHA / DIGIT ); '' marks a record whose id is unknown.
+const RECORD_ID = new RegExp(`^[A-Za-z0-9]{0,${MAX_RECORD_ID_CHARS}}$`);
+
+function bad(what: string, cause?: unknown): never {
+  throw new MtaStsError('ERR_MTASTS_USAGE', what, cause === undefined ? {} : { cause });
+}
+
+function field(obj: Record<string, unknown>, name: string): unknown {
+  if (!Object.hasOwn(obj, name)) bad(`missing field ${name}`);
+  return obj[name];
+}
+
+function date(obj: Record<string, unknown>, name: string): Date {
+  const v = field(obj, name);
+  if (typeof v !== 'string' || !ISO_DATE.test(v)) bad(`${name} is not an ISO 8601 date-time`);
+  const d = new Date(v);
+  if (Number.isNaN(d.getTime())) bad(`${name} is not a valid date`);
+  return d;
+}
+
+function samePolicy(a: PolicyJson, b: unknown): string | undefined {
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) return 'policy is not an object';
+  const o = b as Record<string, unknown>;
+  for (const key of ['version', 'mode', 'maxAgeSeconds'] as const) {
+    if (Object.hasOwn(o, key) && o[key] !== a[key]) return `policy.${key} does not match policyText`;
+  }
+  if (Object.hasOwn(o, 'mx') && JSON.stringify(o.mx) !== JSON.stringify(a.mx))
+    return 'policy.mx does not match policyText';
+  if (Object.hasOwn(o, 'extensions') && JSON.stringify(o.extensions) !== JSON.stringify(a.extensions)) {
+    return 'policy.extensions does not match policyText';
+  }
+  return undefined;
+}
+
+/**
+ * Validates one parsed export line and turns it into a record. The policy comes from
+ * `policyText` (parsed by the RFC 8461 parser, so nothing invalid enters the cache); the `policy`
+ * field, when present, must agree with it, which catches a hand edit of one but not the other.
+ * Unknown fields are ignored so that files from newer versions still import.
+ *
+ * @throws MtaStsError `ERR_MTASTS_USAGE` naming the bad field.
+ */
+export function recordFromJson(value: unknown): PolicyRecord {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) bad('not a JSON object');
+  const obj = value as Record<string, unknown>;
+
+  const name = field(obj, 'domain');
+  if (typeof name !== 'string') bad('domain is not a string');
+  let domain: string;
+  try {
+    domain = parseDomain(name).name();
+  } catch (err) {
+    bad(`domain: ${(err as Error).message}`, err);
+  }
+
+  const backoff = field(obj, 'backoff');
+  if (typeof backoff !== 'boolean') bad('backoff is not true or false');
+  const recordId = field(obj, 'recordId');
+  if (typeof recordId !== 'string' || !RECORD_ID.test(recordId)) {
+    bad(`recordId is not 0-${MAX_RECORD_ID_CHARS} letters and digits`);
+  }
+
+  const policyText = field(obj, 'policyText');
+  if (typeof policyText !== 'string') bad('policyText is not a string');
+  if (Buffer.byteLength(policyText) > MAX_POLICY_BYTES) bad(`policyText is larger than ${MAX_POLICY_BYTES} bytes`);
+  let policy: Policy;
+  try {
+    policy = parsePolicy(policyText);
+  } catch (err) {
+    bad(`policyText: ${(err as Error).message}`, err);
+  }
+  if (Object.hasOwn(obj, 'policy')) {
+    const mismatch = samePolicy(policyToJson(policy), obj.policy);
+    if (mismatch !== undefined) bad(mismatch);
+  }
+
+  return {
+    domain,
+    inserted: date(obj, 'inserted'),
+    validEnd: date(obj, 'validEnd'),
+    lastUpdate: date(obj, 'lastUpdate'),
+    lastUse: date(obj, 'lastUse'),
+    backoff,
+    recordId,
+    policy,
+    policyText,
+  };
+}
