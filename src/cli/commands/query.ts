@@ -1,6 +1,4 @@
 import { Command } from 'commander';
-import { loadConfig } from '../../config/load-config.js';
-import { createSocketmapHandler } from '../../daemon/handler.js';
 import { noopMetrics } from '../../metrics/metrics.js';
 import { withContext, type CliRuntime } from '../context.js';
 import { write } from '../output.js';
@@ -28,6 +26,11 @@ export function command(runtime: CliRuntime): Command {
     .option('--name <name>', 'socketmap name selecting the zone', 'postfix')
     .option('-c, --config <file>', 'daemon configuration (YAML, postfix-mta-sts-resolver format)')
     .action(async function (this: Command, key: string) {
+      // Loaded on use so other commands do not pay for yaml and the daemon's modules.
+      const [{ loadConfig }, { createSocketmapHandler }] = await Promise.all([
+        import('../../config/load-config.js'),
+        import('../../daemon/handler.js'),
+      ]);
       const flags = this.opts<QueryFlags>();
       await withContext(this, runtime, async (ctx) => {
         const config = await loadConfig({
