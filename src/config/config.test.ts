@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,7 +9,12 @@ import { isMtaStsError } from '../errors.js';
 import { loadConfig, parseConfigText } from './load-config.js';
 import { DEFAULT_ZONE, zoneFor } from './schema.js';
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+// The repository root, whether this runs from src/ (tsx) or from the compiled build/src/.
+const repo = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
+  return dir;
+})();
 
 describe('configuration defaults', () => {
   it('an empty file gives postfix-mta-sts-resolver defaults plus ours', () => {
