@@ -112,10 +112,10 @@ async function resolveHost(resolver: DnsResolver, host: string, signal: AbortSig
       (error: unknown) => ({ ok: false, error }),
     );
   const results: [Settled | undefined, Settled | undefined] = [undefined, undefined];
+  let pending = 2;
   try {
     await new Promise<void>((resolve) => {
       let grace: NodeJS.Timeout | undefined;
-      let pending = 2;
       const settle = (i: 0 | 1, r: Settled): void => {
         results[i] = r;
         if (--pending === 0) {
@@ -130,7 +130,9 @@ async function resolveHost(resolver: DnsResolver, host: string, signal: AbortSig
     });
   } finally {
     signal.removeEventListener('abort', onAbort);
-    dnsAbort.abort(); // cancels a family still outstanding after the grace period
+    // Cancels a family still outstanding after the grace period. Skipped when both answered:
+    // abort() builds a DOMException (a stack capture) for nobody.
+    if (pending > 0) dnsAbort.abort();
   }
   const addresses = results.flatMap((r) => (r?.ok ? r.addresses : []));
   if (addresses.length > 0) return addresses;
@@ -154,6 +156,16 @@ async function resolveHost(resolver: DnsResolver, host: string, signal: AbortSig
 interface FetchContext {
   readonly resolver: DnsResolver;
   readonly secureContext: tls.SecureContext | undefined;
+  readonly agent: https.Agent;
+}
+
+/**
+ * A connection-per-request agent shared by the fetches of one fetcher, instead of `agent: false`,
+ * which builds a new Agent for every request. No keep-alive and no TLS session cache: every fetch
+ * connects and verifies the certificate afresh (RFC 8461 §3.3).
+ */
+function createPolicyAgent(): https.Agent {
+  return new https.Agent({ keepAlive: false, maxCachedSessions: 0 });
 }
 
 /** GET the policy over vetted addresses; resolves with the raw body. */
@@ -198,7 +210,7 @@ function get(
         'accept-encoding': 'identity',
         connection: 'close',
       },
-      agent: false,
+      agent: ctx.agent,
       lookup, // Node 20 calls it with {all:true} and tries each address (autoSelectFamily)
       signal,
       maxHeaderSize: MAX_RESPONSE_HEADER_BYTES,
@@ -408,6 +420,7 @@ export async function fetchPolicy(domain: string | Domain, options: FetchPolicyO
   return fetchWith(d, options, {
     resolver: options.resolver ?? createNodeResolver(),
     secureContext: secureContextFor(options.ca),
+    agent: createPolicyAgent(),
   });
 }
 
@@ -419,6 +432,7 @@ export function createHttpsFetcher(options: Omit<FetchPolicyOptions, 'signal'> =
   const ctx: FetchContext = {
     resolver: options.resolver ?? createNodeResolver(),
     secureContext: secureContextFor(options.ca),
+    agent: createPolicyAgent(),
   };
   return {
     fetch: (domain, opts = {}) =>
