@@ -3,12 +3,15 @@
  * the reply. Errors become `NOTFOUND `/`TEMP` per the zone; a cached policy is never answered
  * weaker because the network is slow or failing.
  */
+import type { Clock } from '../clock.js';
+import { systemClock } from '../clock.js';
 import { MtaStsError, isMtaStsError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { GetOutcome } from '../cache/types.js';
 import type { PolicyRecord } from '../store/policy-store.js';
 import type { Domain } from '../rfc8461/domain.js';
+import type { Policy } from '../rfc8461/policy.js';
 import { parseDomain } from '../rfc8461/domain.js';
 import { NOTFOUND_REPLY, formatReply, normalizeKey } from '../socketmap/protocol.js';
 import type { ReplyOutcome } from '../socketmap/protocol.js';
@@ -31,6 +34,94 @@ export interface HandlerOptions {
   readonly metrics: Metrics;
   /** Monotonic seconds for latency. Default `performance.now() / 1000`. */
   readonly seconds?: () => number;
+  /** Wall clock for the validity of remembered policies. Default {@link systemClock}. */
+  readonly clock?: Clock;
+  /**
+   * How many domains' last answered policies are kept in memory (least recently used evicted) to
+   * answer while the store cannot be read. Default {@link DEFAULT_REMEMBERED_POLICIES}; 0 disables.
+   */
+  readonly rememberedPolicies?: number;
+  /** Upper bound of the memory those policies take (estimated bytes). Default {@link DEFAULT_REMEMBERED_POLICY_BYTES}. */
+  readonly rememberedPolicyBytes?: number;
+}
+
+/** Default of {@link HandlerOptions.rememberedPolicies}. */
+export const DEFAULT_REMEMBERED_POLICIES = 10_000;
+/** Default of {@link HandlerOptions.rememberedPolicyBytes}: 32 MiB (a policy is usually well under 1 KiB). */
+export const DEFAULT_REMEMBERED_POLICY_BYTES = 32 * 1024 * 1024;
+
+/** RFC 8461 §3.2: a cached policy's lifetime is capped at one year. */
+const MAX_AGE_CAP_SECONDS = 31_557_600;
+
+/** A policy the handler answered, kept to answer again while the store is unreadable. */
+interface Remembered {
+  readonly policy: Policy;
+  readonly policyText: string | undefined;
+  /** Epoch ms after which the policy no longer applies. */
+  readonly validEnd: number;
+  readonly bytes: number;
+}
+
+/**
+ * The last known policy per domain, least recently used evicted, bounded by entries and by an
+ * estimate of bytes (a hostile domain can serve a 64 KiB policy; 10,000 of them must not cost
+ * 640 MiB). A Map keeps insertion order, so delete + set moves an entry to the young end.
+ */
+class LastKnownPolicies {
+  private readonly entries = new Map<string, Remembered>();
+  private bytes = 0;
+
+  constructor(
+    private readonly maxEntries: number,
+    private readonly maxBytes: number,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  remember(key: string, policy: Policy, policyText: string | undefined, validEnd: number): void {
+    if (this.maxEntries <= 0) return;
+    const old = this.entries.get(key);
+    if (old !== undefined && old.policy === policy && old.validEnd === validEnd) {
+      // The common warm answer: only refresh the recency.
+      this.entries.delete(key);
+      this.entries.set(key, old);
+      return;
+    }
+    // Strings are UTF-16 in V8; patterns and object headers estimated generously.
+    const bytes = 2 * (key.length + (policyText?.length ?? 0)) + 160 * policy.mx.length + 512;
+    if (bytes > this.maxBytes) {
+      this.forget(key);
+      return;
+    }
+    this.forget(key);
+    this.entries.set(key, { policy, policyText, validEnd, bytes });
+    this.bytes += bytes;
+    while (this.entries.size > this.maxEntries || this.bytes > this.maxBytes) {
+      const oldest = this.entries.keys().next();
+      if (oldest.done === true) break;
+      this.forget(oldest.value);
+    }
+  }
+
+  forget(key: string): void {
+    const old = this.entries.get(key);
+    if (old === undefined) return;
+    this.entries.delete(key);
+    this.bytes -= old.bytes;
+  }
+
+  /** The remembered policy if it is still valid at `now`. */
+  recall(key: string, now: number): Remembered | undefined {
+    const r = this.entries.get(key);
+    if (r === undefined) return undefined;
+    if (r.validEnd <= now) {
+      this.forget(key);
+      return undefined;
+    }
+    return r;
+  }
 }
 
 function policyOutcome(
@@ -124,6 +215,9 @@ function tempReason(err: MtaStsError, timedOut: boolean): string {
   }
 }
 
+/** Floor of the time a cache-only lookup gets after the request's own deadline was spent. */
+const LOOKUP_FLOOR_MS = 1000;
+
 /**
  * Creates the handler the socketmap server calls for each request.
  *
@@ -131,13 +225,21 @@ function tempReason(err: MtaStsError, timedOut: boolean): string {
  * - `db.get` within the zone timeout; its outcome → {@link formatReply}.
  * - A temporary failure (DNS, timeout, store) first falls back to the cache alone
  *   (`db.lookup`): a valid cached policy is answered as is (RFC 8461 §10: never weaker than the
- *   cache before it expires). Only with nothing cached does the zone's `temp_on_error` decide
- *   between `TEMP <reason>` and `NOTFOUND `.
+ *   cache before it expires). When the cache says it holds nothing usable (not found, back-off),
+ *   the zone's `temp_on_error` decides between `TEMP <reason>` and `NOTFOUND `.
+ * - When the cache cannot be read at all (store errors, closed, the lookup timing out), the last
+ *   policy this handler answered for the domain is answered from memory while still valid; with
+ *   none, `TEMP <reason>` whatever the zone says, because the store may hold an enforced policy.
  */
 export function createSocketmapHandler(options: HandlerOptions): SocketmapHandler {
   const { db, logger, metrics } = options;
   const seconds = options.seconds ?? (() => performance.now() / 1000);
+  const clock = options.clock ?? systemClock;
   const deadlines = new Deadlines();
+  const lastKnown = new LastKnownPolicies(
+    options.rememberedPolicies ?? DEFAULT_REMEMBERED_POLICIES,
+    options.rememberedPolicyBytes ?? DEFAULT_REMEMBERED_POLICY_BYTES,
+  );
 
   return async (name, key, connectionSignal) => {
     const started = seconds();
@@ -148,6 +250,30 @@ export function createSocketmapHandler(options: HandlerOptions): SocketmapHandle
     metrics.socketmapQuery(zoneLabel, firstWord(reply), seconds() - started);
     return reply;
   };
+
+  /** Keeps (or drops) what the reply was built from, for answering while the store is unreadable. */
+  function note(domain: Domain, outcome: ReplyOutcome, validEnd: number | undefined): void {
+    if (outcome.kind === 'policy' && validEnd !== undefined) {
+      lastKnown.remember(domain.ascii, outcome.policy, outcome.policyText, validEnd);
+    } else {
+      // The store answered that nothing applies (no MTA-STS, back-off, expired): memory follows it.
+      lastKnown.forget(domain.ascii);
+    }
+  }
+
+  /** Cache-only lookup, bounded: a store that hangs must not hang Postfix. */
+  async function boundedLookup(domain: Domain, ms: number): Promise<PolicyRecord> {
+    const bound = deadlines.add(Math.max(ms, LOOKUP_FLOOR_MS));
+    try {
+      const found = db.lookup(domain);
+      found.catch(() => {});
+      const r = await Promise.race([found, bound.expired]);
+      if (r === TIMED_OUT) throw new MtaStsError('ERR_MTASTSDB_STORE_BUSY', 'cache lookup timed out');
+      return r;
+    } finally {
+      deadlines.remove(bound);
+    }
+  }
 
   async function answer(
     _config: Config,
@@ -178,7 +304,13 @@ export function createSocketmapHandler(options: HandlerOptions): SocketmapHandle
         timedOut = true;
         throw new MtaStsError('ERR_MTASTS_ABORTED', 'zone timeout');
       }
-      return formatReply(policyOutcome(domain, undefined, outcome), zone);
+      const reply = policyOutcome(domain, undefined, outcome);
+      note(
+        domain,
+        reply,
+        outcome.policy === null ? undefined : validEndOf(outcome.record, outcome.policy, clock.now()),
+      );
+      return formatReply(reply, zone);
     } catch (err) {
       if (isMtaStsError(err, 'ERR_MTASTS_DOMAIN')) return NOTFOUND_REPLY;
       if (connectionSignal.aborted) return 'TEMP client gone';
@@ -186,20 +318,56 @@ export function createSocketmapHandler(options: HandlerOptions): SocketmapHandle
       if (!coded) logger.error({ err, domain: domain.ascii }, 'policy lookup failed unexpectedly');
       else logger.debug({ code: err.code, domain: domain.ascii, timedOut }, 'policy lookup failed');
       // RFC 8461 §10: whatever failed, a cached policy still applies until it expires.
+      let lookupErr: unknown;
       try {
-        const record = await db.lookup(domain);
-        return formatReply(policyOutcome(domain, record, undefined), zone);
-      } catch (lookupErr) {
-        if (isMtaStsError(lookupErr, 'ERR_MTASTSDB_BACKOFF', 'ERR_MTASTSDB_NOT_FOUND')) {
-          // Nothing usable cached.
-        } else {
-          logger.warn({ err: lookupErr, domain: domain.ascii }, 'cache lookup failed after a failed get');
-        }
+        const record = await boundedLookup(domain, deadline.at - performance.now());
+        const reply = policyOutcome(domain, record, undefined);
+        note(domain, reply, record.validEnd.getTime());
+        return formatReply(reply, zone);
+      } catch (e) {
+        lookupErr = e;
       }
-      const reason = coded ? tempReason(err, timedOut) : 'MTA-STS lookup failed';
-      return formatReply({ kind: 'temp-error', reason }, zone);
+      if (isMtaStsError(lookupErr, 'ERR_MTASTSDB_BACKOFF', 'ERR_MTASTSDB_NOT_FOUND')) {
+        // The cache answered: nothing usable is cached, so the zone decides.
+        lastKnown.forget(domain.ascii);
+        const reason = coded ? tempReason(err, timedOut) : 'MTA-STS lookup failed';
+        return formatReply({ kind: 'temp-error', reason }, zone);
+      }
+      // RFC 8461 §10: the cache could not be read (store down, I/O error, closing, hung), so we do
+      // not know what it holds; it may hold an enforced policy. Answer the last policy we answered
+      // for this domain while it is valid, else TEMP even without temp_on_error: Postfix then
+      // defers the mail instead of sending it without TLS.
+      const remembered = lastKnown.recall(domain.ascii, clock.now());
+      logger.warn(
+        {
+          err: lookupErr,
+          domain: domain.ascii,
+          answer: remembered !== undefined ? 'remembered policy' : 'TEMP',
+        },
+        'policy store unreadable; answering from memory or deferring',
+      );
+      if (remembered !== undefined) {
+        return formatReply(
+          {
+            kind: 'policy',
+            domain: domain.ascii,
+            policy: remembered.policy,
+            ...(remembered.policyText !== undefined ? { policyText: remembered.policyText } : {}),
+          },
+          zone,
+        );
+      }
+      const reason = isMtaStsError(lookupErr) ? tempReason(lookupErr, false) : 'MTA-STS policy store unavailable';
+      return formatReply({ kind: 'temp-error', reason }, { ...zone, tempOnError: true });
     } finally {
       deadlines.remove(deadline);
     }
   }
+}
+
+/** When an answered policy stops applying: the record's `validEnd`, else max_age from now. */
+function validEndOf(record: PolicyRecord | undefined, policy: Policy, now: number): number {
+  if (record !== undefined && !record.backoff) return record.validEnd.getTime();
+  // RFC 8461 §3.2: a policy fetched now applies for max_age seconds (capped when cached).
+  return now + Math.min(policy.maxAgeSeconds, MAX_AGE_CAP_SECONDS) * 1000;
 }
