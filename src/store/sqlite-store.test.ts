@@ -189,6 +189,18 @@ describe('sqlite store: files and modes', () => {
     await rejectsWith(openSqliteStore({ path: '' }), 'ERR_MTASTS_USAGE');
     await rejectsWith(openSqliteStore({ path: ':memory:', busyTimeoutMs: -1 }), 'ERR_MTASTS_USAGE');
     await rejectsWith(openSqliteStore({ path: ':memory:', readonly: true }), 'ERR_MTASTS_USAGE');
+    for (const cacheSizeKiB of [0, 63, 1.5, -4096, Number.NaN]) {
+      await rejectsWith(openSqliteStore({ path: ':memory:', cacheSizeKiB }), 'ERR_MTASTS_USAGE');
+    }
+  });
+
+  test('a small page cache still holds a store larger than it', async () => {
+    const path = join(await tempDir(), 'mtasts.db');
+    const store = await openSqliteStore({ path, cacheSizeKiB: 64 });
+    assert.equal(await store.putMany(records(2000)), 2000);
+    assert.equal((await store.get('r1999.example.test'))?.recordId, 'id1999');
+    assert.equal(await store.count(), 2000);
+    await store.close();
   });
 
   test('putMany writes in one transaction with the newest-wins rule', async () => {
