@@ -1,30 +1,48 @@
-// Socketmap load generator (issues 4 and 6): the daemon (`mtastsdb serve`, its own process) against
-// the loopback DNS fixture and a bench HTTPS policy host, driven by netstring clients in this
-// process. Prints `name: value unit` lines:
+// Socketmap load generator (issues 4, 5 and 6): the daemon (`mtastsdb serve`, its own process)
+// against the loopback DNS fixture and a bench HTTPS policy host, driven by netstring clients in a
+// third process (bench/helpers/socketmap-load.ts), so that on a 2-core machine the client does not
+// share an event loop with the fixtures. Prints `name: value unit` lines. Phases
+// (MTASTSDB_BENCH_PHASES, a comma list; default all, in this order):
 // - ceiling: a constant-answer Node server (same client, same run) at 64 connections and 1;
-// - warm lookups of cached domains at 64 connections (+ p50/p99) and at 1 connection;
-// - cold discovery of distinct domains (TXT + A + TLS + HTTP + store) at 32 connections;
-// - floods: 1,000,000 pipelined requests and 10,000 connections, every answer checked, peak RSS.
+// - cold: cold discovery of distinct domains (TXT + A + TLS + HTTP + store) at 32 connections;
+// - warm: warm lookups of 1,000 cached domains at 64 connections (p50/p99) and at 1 connection;
+// - flood: 1,000,000 pipelined requests and 10,000 connections, every answer checked, peak RSS
+//   (these two run their clients in the bench process: they test survival, not speed);
+// - postgres (issue 5): the warm workload against a daemon on PostgreSQL (a fresh schema, dropped
+//   afterwards) and one on SQLite, alternated, with the ratio; skipped with a line when PostgreSQL
+//   is unreachable (MTASTSDB_TEST_POSTGRES, else postgres://postgres@127.0.0.1:5432/test);
+// - memory (issue 4): a SQLite store filled with MTASTSDB_BENCH_RECORDS typical records (default
+//   1,000,000; filled by a child process), the daemon started on it, warm lookups of a random
+//   sample of them (MTASTSDB_BENCH_MEMORY_REQUESTS, default 200,000, at 64 connections), and the
+//   daemon's RSS at start, after the load and at peak (VmHWM), with its V8 heap from /metrics; then
+//   the same with the Node flags of MTASTSDB_BENCH_MEMORY_TUNED_NODE_ARGS (`memory_tuned_*`; default
+//   `--max-semi-space-size=2 --optimize-for-size`, `none` skips it).
 // Every phase is bounded in count and time. Env: MTASTSDB_BENCH_SECONDS (per warm phase, default 5),
 // MTASTSDB_BENCH_COLD (cold domains, default 10000), MTASTSDB_BENCH_PIPELINED (default 1000000),
-// MTASTSDB_BENCH_CONNECTIONS (flood connections, default 10000).
+// MTASTSDB_BENCH_CONNECTIONS (flood connections, default 10000), MTASTSDB_BENCH_DAEMON_NODE_ARGS
+// (extra Node flags of every daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+// Run alone: `npx tsx bench/socketmap-bench.ts` (the daemon then runs under tsx, whose loader thread
+// adds memory: the RSS figures of record come from `npm run bench`, which runs compiled JS).
 import 'reflect-metadata';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer } from 'node:https';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import type { SecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { encodeNetstring } from '../src/socketmap/netstring.js';
 import { startDnsServer } from '../test/helpers/dns-server.js';
+import { dropSchema, postgresReachable, postgresTestUrl, uniqueSchemaName } from '../test/helpers/postgres.js';
 import { spawnServe } from '../test/helpers/serve-process.js';
 import type { ServeProcess } from '../test/helpers/serve-process.js';
 import { SocketmapClient } from '../test/helpers/socketmap-client.js';
 import { getTestCa } from '../test/helpers/test-ca.js';
+import { fillInChild, fixtureDomain, loadInChild, okFor, policyFor } from './helpers/socketmap-load.js';
+import type { KeySpec, LoadResult } from './helpers/socketmap-load.js';
 
 const envInt = (name: string, dflt: number): number => {
   const n = Number.parseInt(process.env[name] ?? '', 10);
@@ -35,8 +53,16 @@ const COLD = envInt('MTASTSDB_BENCH_COLD', 10_000);
 const PIPELINED = envInt('MTASTSDB_BENCH_PIPELINED', 1_000_000);
 const FLOOD_CONNECTIONS = envInt('MTASTSDB_BENCH_CONNECTIONS', 10_000);
 const WARM_DOMAINS = 1000;
-/** Phases to run (comma list of ceiling, cold, warm, flood); default all. */
-const PHASES = new Set((process.env.MTASTSDB_BENCH_PHASES ?? 'ceiling,cold,warm,flood').split(','));
+/** Records of the memory phase's store (issue 4: 1,000,000). */
+const MEMORY_RECORDS = envInt('MTASTSDB_BENCH_RECORDS', 1_000_000);
+/** Warm lookups of the memory phase: a random sample of the records, 64 connections. */
+const MEMORY_REQUESTS = envInt('MTASTSDB_BENCH_MEMORY_REQUESTS', 200_000);
+/** Issue 4: daemon RSS ≤ 150 MB with 1,000,000 cached policies. */
+const MEMORY_TARGET_MIB = 150;
+/** Phases to run (comma list of ceiling, cold, warm, flood, postgres, memory); default all. */
+const PHASES = new Set(
+  (process.env.MTASTSDB_BENCH_PHASES ?? 'ceiling,cold,warm,flood,postgres,memory').split(',').map((p) => p.trim()),
+);
 
 const line = (name: string, value: number | string, unit = ''): void =>
   console.log(
@@ -62,61 +88,50 @@ function hwmMiB(pid: number | undefined): number {
   }
 }
 
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] as number;
+/** The daemon's V8 heap and external memory from its /metrics (prom-client's process metrics), MiB. */
+async function heapMiB(metricsPort: number | undefined): Promise<Record<string, number>> {
+  if (metricsPort === undefined) return {};
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const out: Record<string, number> = {};
+    for (const [name, re] of [
+      ['heap_used', /^mtastsdb_nodejs_heap_size_used_bytes (\S+)$/m],
+      ['heap_total', /^mtastsdb_nodejs_heap_size_total_bytes (\S+)$/m],
+      ['external', /^mtastsdb_nodejs_external_memory_bytes (\S+)$/m],
+    ] as const) {
+      const m = re.exec(text);
+      if (m) out[name] = Number(m[1]) / 1048576;
+    }
+    return out;
+  } catch {
+    return {};
+  }
 }
 
-interface LoadResult {
-  readonly answers: number;
-  readonly seconds: number;
-  readonly p50ms: number;
-  readonly p99ms: number;
-  readonly wrong: number;
+/** Peak RSS of `pid` sampled every 100 ms until `stop()`. */
+function rssSampler(pid: number | undefined): { stop(): number } {
+  let peak = rssMiB(pid);
+  const timer = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 100);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(peak, rssMiB(pid));
+    },
+  };
 }
 
-/**
- * `connections` clients, each with one request outstanding at a time (as Postfix's socketmap client
- * does), for `seconds` or until `maxRequests` are answered. `key(i)` picks the key of request i;
- * `check` validates a reply.
- */
-export async function load(
-  port: number,
-  connections: number,
-  seconds: number,
-  maxRequests: number,
-  key: (i: number) => string,
-  check: (reply: string, key: string) => boolean,
-): Promise<LoadResult> {
-  const clients = await Promise.all(
-    Array.from({ length: connections }, () => SocketmapClient.open({ host: '127.0.0.1', port })),
-  );
-  for (const c of clients) c.keepReplies = false;
-  const latencies = new Float64Array(Math.min(maxRequests, 5_000_000));
-  let next = 0;
-  let answered = 0;
-  let wrong = 0;
-  const started = process.hrtime.bigint();
-  const deadline = started + BigInt(Math.round(seconds * 1e9));
-  await Promise.all(
-    clients.map(async (c) => {
-      for (;;) {
-        if (next >= maxRequests || process.hrtime.bigint() >= deadline) return;
-        const i = next++;
-        const k = key(i);
-        const t0 = process.hrtime.bigint();
-        const reply = await c.query('postfix', k);
-        const dt = Number(process.hrtime.bigint() - t0) / 1e6;
-        if (answered < latencies.length) latencies[answered] = dt;
-        answered++;
-        if (!check(reply, k)) wrong++;
-      }
-    }),
-  );
-  const secs = Number(process.hrtime.bigint() - started) / 1e9;
-  for (const c of clients) c.destroy();
-  const lat = latencies.subarray(0, Math.min(answered, latencies.length)).sort();
-  return { answers: answered, seconds: secs, p50ms: percentile(lat, 50), p99ms: percentile(lat, 99), wrong };
+/** A load from a child process; `port` and bounds as {@link loadInChild}. */
+function load(port: number, connections: number, seconds: number, maxRequests: number, keys: KeySpec) {
+  return loadInChild({ port, connections, seconds, maxRequests, keys });
+}
+
+/** Prints the first wrong answer of a load, if any (the `_wrong` lines count them), so a failure is diagnosable. */
+function checked(r: LoadResult, what: string): LoadResult {
+  if (r.wrong > 0) {
+    const w = r.firstWrong;
+    console.log(`# ${what}: ${r.wrong} wrong answers; first: ${w?.key} -> ${JSON.stringify(w?.reply)}`);
+  }
+  return r;
 }
 
 // The "trivial Node server that parses netstrings and answers a constant" of issue 4, as plain JS.
@@ -197,10 +212,6 @@ async function startPolicyHost(domains: readonly string[], text: (d: string) => 
   };
 }
 
-const policyFor = (d: string): string =>
-  `version: STSv1\r\nmode: enforce\r\nmx: mx.${d}\r\nmx: *.mx.${d}\r\nmax_age: 604800\r\n`;
-const okFor = (d: string): string => `OK secure match=mx.${d}:.mx.${d} servername=hostname`;
-
 /** 1,000,000 requests pipelined over a few connections, written with client-side backpressure. */
 async function pipelinedFlood(port: number, total: number, domains: readonly string[], pid: number | undefined) {
   const conns = 4;
@@ -277,148 +288,331 @@ async function connectionFlood(port: number, n: number, domains: readonly string
   return { opened: clients.length, failedConnect, wrong, lost, seconds, peakRss: openPeak };
 }
 
+/** What the phases share: the fixtures and how to start a daemon on them. */
+interface BenchContext {
+  readonly dir: string;
+  readonly warmKeys: KeySpec;
+  /** Writes a daemon configuration file on `store` and returns its path. */
+  config(name: string, store: string, extra?: readonly string[], refresher?: boolean): Promise<string>;
+  /** Starts `mtastsdb serve -c <config>` against the fixtures, as a process of its own. */
+  serve(configFile: string, nodeArgs?: readonly string[]): Promise<ServeProcess>;
+}
+
+const loadLine = (name: string): void => line(name, Number(loadavg()[0]?.toFixed(2)), '(1-min load average)');
+
+/** SIGTERM, then the exit within the daemon's shutdown bound; prints the time it took. */
+async function stopServe(serve: ServeProcess, name: string): Promise<void> {
+  serve.child.kill('SIGTERM');
+  const t0 = Date.now();
+  const code = await serve.exited;
+  line(name, (Date.now() - t0) / 1000, 's');
+  if (code !== 0) throw new Error(`daemon exited ${code}`);
+}
+
+/** Primes a daemon's cache with the warm set (discovery over the fixtures). */
+async function prime(ctx: BenchContext, port: number): Promise<void> {
+  const r = await load(port, 32, 60, WARM_DOMAINS, ctx.warmKeys);
+  if (r.wrong > 0 || r.answers < WARM_DOMAINS) {
+    throw new Error(`priming the warm set: ${r.answers} answers, ${r.wrong} wrong (${JSON.stringify(r.firstWrong)})`);
+  }
+}
+
+/**
+ * Issue 5: the same warm workload (1,000 cached domains) against a daemon on PostgreSQL and one on
+ * SQLite, both primed the same way; the 64-connection runs alternate (SQLite, PostgreSQL, twice) so
+ * that load from other processes on a shared machine hits both alike. Rates are the means of the two runs.
+ */
+async function postgresPhase(ctx: BenchContext): Promise<void> {
+  const reach = await postgresReachable(postgresTestUrl);
+  if (!reach.ok) {
+    console.log(`# socketmap postgres phase skipped: ${reach.why}`);
+    return;
+  }
+  const schema = uniqueSchemaName('smbench');
+  const url = new URL(postgresTestUrl);
+  url.searchParams.set('schema', schema);
+  // cache_grace well beyond the phase, so every lookup is a cache hit without DNS on both stores.
+  const grace = ['cache_grace: 3600'];
+  const daemons: Record<'sqlite' | 'postgres', ServeProcess | undefined> = { sqlite: undefined, postgres: undefined };
+  try {
+    daemons.sqlite = await ctx.serve(await ctx.config('cmp-sqlite', join(ctx.dir, 'cmp.db'), grace));
+    daemons.postgres = await ctx.serve(await ctx.config('cmp-postgres', url.href, grace));
+    const both = [
+      ['sqlite', daemons.sqlite],
+      ['postgres', daemons.postgres],
+    ] as const;
+    for (const [, d] of both) await prime(ctx, d.port);
+    const r64: Record<string, LoadResult[]> = { sqlite: [], postgres: [] };
+    for (let round = 0; round < 2; round++) {
+      for (const [name, d] of both) {
+        r64[name]?.push(checked(await load(d.port, 64, SECONDS, 10_000_000, ctx.warmKeys), `${name} 64conn`));
+      }
+    }
+    const rate = (rs: readonly LoadResult[]): number =>
+      rs.reduce((sum, r) => sum + r.answers / r.seconds, 0) / Math.max(1, rs.length);
+    const r1: Record<string, LoadResult> = {};
+    for (const [name, d] of both) r1[name] = checked(await load(d.port, 1, SECONDS, 10_000_000, ctx.warmKeys), name);
+    for (const [name, d] of both) {
+      const rs = r64[name] ?? [];
+      line(`socketmap_${name}_warm_64conn`, rate(rs), 'answers/s');
+      line(`socketmap_${name}_warm_64conn_p99`, Math.max(...rs.map((r) => r.p99ms)), 'ms');
+      line(
+        `socketmap_${name}_warm_64conn_wrong`,
+        rs.reduce((n, r) => n + r.wrong, 0),
+        'answers',
+      );
+      const one = r1[name] as LoadResult;
+      line(`socketmap_${name}_warm_1conn`, one.answers / one.seconds, 'answers/s');
+      line(`socketmap_${name}_warm_1conn_p99`, one.p99ms, 'ms');
+      line(`socketmap_${name}_daemon_rss_hwm`, hwmMiB(d.child.pid), 'MiB');
+    }
+    const sq1 = r1.sqlite as LoadResult;
+    const pg1 = r1.postgres as LoadResult;
+    // Issue 5 target: ≥ 50 %.
+    line('socketmap_postgres_vs_sqlite_64conn', (100 * rate(r64.postgres ?? [])) / rate(r64.sqlite ?? []), '%');
+    line('socketmap_postgres_vs_sqlite_1conn', (100 * (pg1.answers / pg1.seconds)) / (sq1.answers / sq1.seconds), '%');
+    for (const [name, d] of both) await stopServe(d, `socketmap_${name}_daemon_shutdown`);
+  } finally {
+    daemons.sqlite?.child.kill('SIGKILL');
+    daemons.postgres?.child.kill('SIGKILL');
+    await dropSchema(schema).catch((err: unknown) => console.log(`# dropping schema ${schema}: ${String(err)}`));
+  }
+}
+
+/** RssAnon and RssFile of `pid` (MiB): the daemon's own memory, and mapped files (the node binary, addons). */
+function rssParts(pid: number | undefined): { anon: number; file: number } {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (re: RegExp): number => Number(re.exec(status)?.[1] ?? NaN) / 1024;
+    return { anon: kb(/RssAnon:\s+(\d+) kB/), file: kb(/RssFile:\s+(\d+) kB/) };
+  } catch {
+    return { anon: NaN, file: NaN };
+  }
+}
+
+/**
+ * Issue 4: the daemon's memory with MEMORY_RECORDS cached policies. The store is filled by a child
+ * process (valid for 14 days, `lastUpdate` now, `lastUse` a day ago, so that the first hit of each
+ * domain is a deferred `lastUse` write, as after a restart); the daemon runs with the default
+ * configuration but `cache_grace: 86400` (so warm lookups need no DNS) and the metrics endpoint (for
+ * its V8 heap figures), the refresher on as in production. A second daemon, on an identical copy of
+ * the store and with the same workload (another random sample), runs with the Node flags of
+ * MTASTSDB_BENCH_MEMORY_TUNED_NODE_ARGS (default `--max-semi-space-size=2 --optimize-for-size`;
+ * `none` skips it). The daemon retains little (about 14 MiB of live JS heap after a full GC with
+ * 1,000,000 records, 4 MiB of it the policy memo); what makes the peak is V8's heap under load: the
+ * young generation grows to 2 × 16 MiB by default, and the old generation collects promoted garbage
+ * (heap_total 60–85 MiB after the load). The first flag caps the former, the second makes V8 grow
+ * the old generation less eagerly.
+ */
+async function memoryPhase(ctx: BenchContext): Promise<void> {
+  const path = join(ctx.dir, 'many.db');
+  const filled = await fillInChild({ path, count: MEMORY_RECORDS, now: Date.now() });
+  let bytes = 0;
+  for (const f of await readdir(ctx.dir)) if (f.startsWith('many.db')) bytes += (await stat(join(ctx.dir, f))).size;
+  line('memory_store_records', MEMORY_RECORDS, 'records');
+  line('memory_store_fill_rate', MEMORY_RECORDS / filled.seconds, 'records/s');
+  line('memory_store_file_size', bytes / 1048576, 'MiB');
+  const tunedArgs = process.env.MTASTSDB_BENCH_MEMORY_TUNED_NODE_ARGS ?? '--max-semi-space-size=2 --optimize-for-size';
+  const tuned = tunedArgs === 'none' ? undefined : tunedArgs.split(' ').filter((a) => a !== '');
+  // The store is closed (a single file, rollback journal): a copy is the same store.
+  if (tuned !== undefined) await copyFile(path, join(ctx.dir, 'many-tuned.db'));
+
+  await memoryRun(ctx, 'memory', path, 0x9e3779b9, []);
+  if (tuned !== undefined) {
+    console.log(`# memory_tuned: daemon with node ${tuned.join(' ')}`);
+    await memoryRun(ctx, 'memory_tuned', join(ctx.dir, 'many-tuned.db'), 0x85ebca6b, tuned);
+  }
+}
+
+async function memoryRun(
+  ctx: BenchContext,
+  name: string,
+  path: string,
+  seed: number,
+  nodeArgs: readonly string[],
+): Promise<void> {
+  loadLine(`${name}_loadavg`);
+  const configFile = await ctx.config(
+    name,
+    path,
+    ['cache_grace: 86400', 'metrics:\n  enabled: true\n  host: 127.0.0.1\n  port: 0'],
+    true,
+  );
+  const serve = await ctx.serve(configFile, nodeArgs);
+  try {
+    const pid = serve.child.pid;
+    const metricsLine = await serve.waitFor(/metrics endpoint listening/);
+    const metricsPort = (JSON.parse(metricsLine) as { address?: { port?: number } }).address?.port;
+    line(`${name}_daemon_rss_start`, rssMiB(pid), 'MiB');
+    for (const [k, v] of Object.entries(await heapMiB(metricsPort))) line(`${name}_daemon_${k}_start`, v, 'MiB');
+
+    const sampler = rssSampler(pid);
+    const r = checked(
+      await load(serve.port, 64, 300, MEMORY_REQUESTS, { kind: 'store', count: MEMORY_RECORDS, seed }),
+      `${name} load`,
+    );
+    const sampledPeak = sampler.stop();
+    line(`${name}_warm_64conn`, r.answers / r.seconds, 'answers/s');
+    line(`${name}_warm_64conn_p50`, r.p50ms, 'ms');
+    line(`${name}_warm_64conn_p99`, r.p99ms, 'ms');
+    line(`${name}_warm_answers`, r.answers, 'answers');
+    line(`${name}_warm_wrong`, r.wrong, 'answers');
+    line(`${name}_daemon_rss_after_load`, rssMiB(pid), 'MiB');
+    const parts = rssParts(pid);
+    line(`${name}_daemon_rss_anon_after_load`, parts.anon, 'MiB');
+    line(`${name}_daemon_rss_file_after_load`, parts.file, 'MiB');
+    for (const [k, v] of Object.entries(await heapMiB(metricsPort))) line(`${name}_daemon_${k}_after_load`, v, 'MiB');
+    const peak = Math.max(sampledPeak, hwmMiB(pid));
+    line(`${name}_daemon_rss_peak`, peak, 'MiB');
+    // Issue 4 target: RSS ≤ 150 MB with 1,000,000 cached policies (read as MiB here).
+    line(`${name}_daemon_rss_peak_vs_target`, (100 * peak) / MEMORY_TARGET_MIB, '%');
+    await stopServe(serve, `${name}_daemon_shutdown`);
+  } finally {
+    serve.child.kill('SIGKILL');
+  }
+}
+
+/**
+ * The DNS fixture binds UDP on a random port and then TCP on the same port, which another process's
+ * connection may hold (the machine is shared; flood tests use thousands of ports): retry a few times.
+ */
+async function startDns(): ReturnType<typeof startDnsServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDnsServer();
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'EADDRINUSE' || attempt >= 10) throw err;
+    }
+  }
+}
+
 export async function run(): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'mtastsdb-smbench-'));
-  const dns = await startDnsServer();
-  const warm = Array.from({ length: WARM_DOMAINS }, (_, i) => `w${i}.warm.test`);
-  const cold = Array.from({ length: COLD }, (_, i) => `c${i}.cold.test`);
+  loadLine('socketmap_loadavg_start');
+  const dns = await startDns();
+  const warm = Array.from({ length: WARM_DOMAINS }, (_, i) => fixtureDomain('warm', i));
+  // The cold set costs 1 certificate per 100 hosts up front: only made when that phase runs.
+  const cold = Array.from({ length: PHASES.has('cold') ? COLD : 0 }, (_, i) => fixtureDomain('cold', i));
   for (const d of [...warm, ...cold]) dns.mtaSts(d, { id: 'bench1' });
   const host = await startPolicyHost([...warm, ...cold], policyFor);
+  // Made last, so that a fixture failing to start leaves no directory behind.
+  const dir = await mkdtemp(join(tmpdir(), 'mtastsdb-smbench-'));
   const caFile = join(dir, 'ca.pem');
   await writeFile(caFile, host.caPem);
-  const configFile = join(dir, 'bench.yml');
-  await writeFile(
-    configFile,
-    [
-      'host: 127.0.0.1',
-      'port: 0',
-      `store: ${join(dir, 'bench.db')}`,
-      'proactive_policy_fetching:\n  enabled: false',
-      'default_zone:\n  timeout: 20',
-      'zones:\n  postfix:\n    timeout: 20',
-      'logging:\n  level: info',
-      'limits:',
-      `  max_connections: ${FLOOD_CONNECTIONS + 2000}`,
-      '  max_in_flight_discoveries: 256',
-      '  fetch_rate_global:\n    rate: 100000\n    burst: 100000',
-      '',
-    ].join('\n'),
-  );
-
-  // Ceiling: the constant-answer server, same client, same machine, same run.
-  let ceiling = NaN;
-  if (PHASES.has('ceiling')) {
-    const constant = await startConstantServer();
-    const c64 = await load(
-      constant.port,
-      64,
-      SECONDS,
-      10_000_000,
-      () => 'example.com',
-      () => true,
-    );
-    const c1 = await load(
-      constant.port,
-      1,
-      SECONDS,
-      10_000_000,
-      () => 'example.com',
-      () => true,
-    );
-    constant.child.kill();
-    ceiling = c64.answers / c64.seconds;
-    line('socketmap_ceiling_64conn', ceiling, 'answers/s');
-    line('socketmap_ceiling_64conn_p99', c64.p99ms, 'ms');
-    line('socketmap_ceiling_1conn', c1.answers / c1.seconds, 'answers/s');
-  }
+  const nodeArgs = (process.env.MTASTSDB_BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const ctx: BenchContext = {
+    dir,
+    warmKeys: { kind: 'fixture', zone: 'warm', count: WARM_DOMAINS },
+    async config(name, store, extra = [], refresher = false) {
+      const file = join(dir, `${name}.yml`);
+      await writeFile(
+        file,
+        [
+          'host: 127.0.0.1',
+          'port: 0',
+          `store: ${JSON.stringify(store)}`,
+          `proactive_policy_fetching:\n  enabled: ${refresher}`,
+          'default_zone:\n  timeout: 20',
+          'zones:\n  postfix:\n    timeout: 20',
+          'logging:\n  level: info',
+          'limits:',
+          `  max_connections: ${FLOOD_CONNECTIONS + 2000}`,
+          '  max_in_flight_discoveries: 256',
+          '  fetch_rate_global:\n    rate: 100000\n    burst: 100000',
+          ...extra,
+          '',
+        ].join('\n'),
+      );
+      return file;
+    },
+    serve: (configFile, extraNodeArgs = []) =>
+      spawnServe(
+        ['-c', configFile, '--dns-server', dns.address, '--policy-port', String(host.port), '--ca', caFile],
+        { MTASTSDB_ALLOW_PRIVATE_ADDRESSES: '1' },
+        [...nodeArgs, ...extraNodeArgs],
+      ),
+  };
 
   let serve: ServeProcess | undefined;
   try {
-    serve = await spawnServe(
-      ['-c', configFile, '--dns-server', dns.address, '--policy-port', String(host.port), '--ca', caFile],
-      { MTASTSDB_ALLOW_PRIVATE_ADDRESSES: '1' },
-      // e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the daemon
-      (process.env.MTASTSDB_BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''),
-    );
-    const pid = serve.child.pid;
-    line('daemon_rss_start', rssMiB(pid), 'MiB');
-
-    // Cold discovery: every domain is new (TXT + A + TLS handshake + HTTP GET + store write).
-    if (PHASES.has('cold')) {
-      const cr = await load(
-        serve.port,
-        32,
-        120,
-        cold.length,
-        (i) => cold[i] as string,
-        (r, k) => r === okFor(k),
-      );
-      line('socketmap_cold_discovery_32conn', cr.answers / cr.seconds, 'domains/s');
-      line('socketmap_cold_discovery_domains', cr.answers, 'domains');
-      line('socketmap_cold_discovery_wrong', cr.wrong, 'answers');
-      line('socketmap_cold_discovery_p99', cr.p99ms, 'ms');
-      line('daemon_rss_after_cold', rssMiB(pid), 'MiB');
+    // Ceiling: the constant-answer server, same client, same machine, same run.
+    let ceiling = NaN;
+    if (PHASES.has('ceiling')) {
+      const constant = await startConstantServer();
+      try {
+        const c64 = await load(constant.port, 64, SECONDS, 10_000_000, { kind: 'constant' });
+        const c1 = await load(constant.port, 1, SECONDS, 10_000_000, { kind: 'constant' });
+        ceiling = c64.answers / c64.seconds;
+        line('socketmap_ceiling_64conn', ceiling, 'answers/s');
+        line('socketmap_ceiling_64conn_p99', c64.p99ms, 'ms');
+        line('socketmap_ceiling_1conn', c1.answers / c1.seconds, 'answers/s');
+      } finally {
+        constant.child.kill();
+      }
     }
 
-    // Warm: prime the warm set (also needed by the floods), then measure.
-    await load(
-      serve.port,
-      32,
-      60,
-      warm.length,
-      (i) => warm[i] as string,
-      () => true,
-    );
-    if (PHASES.has('warm')) {
-      const w64 = await load(
-        serve.port,
-        64,
-        SECONDS,
-        10_000_000,
-        (i) => warm[i % warm.length] as string,
-        (r, k) => r === okFor(k),
-      );
-      line('socketmap_warm_64conn', w64.answers / w64.seconds, 'answers/s');
-      line('socketmap_warm_64conn_p50', w64.p50ms, 'ms');
-      line('socketmap_warm_64conn_p99', w64.p99ms, 'ms');
-      line('socketmap_warm_64conn_wrong', w64.wrong, 'answers');
-      line('socketmap_warm_vs_ceiling', (100 * (w64.answers / w64.seconds)) / ceiling, '%');
-      const w1 = await load(
-        serve.port,
-        1,
-        SECONDS,
-        10_000_000,
-        (i) => warm[i % warm.length] as string,
-        (r, k) => r === okFor(k),
-      );
-      line('socketmap_warm_1conn', w1.answers / w1.seconds, 'answers/s');
-      line('socketmap_warm_1conn_p99', w1.p99ms, 'ms');
-      line('daemon_rss_after_warm', rssMiB(pid), 'MiB');
+    if (PHASES.has('cold') || PHASES.has('warm') || PHASES.has('flood')) {
+      serve = await ctx.serve(await ctx.config('bench', join(dir, 'bench.db')));
+      const pid = serve.child.pid;
+      line('daemon_rss_start', rssMiB(pid), 'MiB');
+
+      // Cold discovery: every domain is new (TXT + A + TLS handshake + HTTP GET + store write).
+      if (PHASES.has('cold')) {
+        loadLine('socketmap_cold_loadavg');
+        const cr = checked(
+          await load(serve.port, 32, 120, cold.length, { kind: 'fixture', zone: 'cold', count: COLD }),
+          'cold',
+        );
+        line('socketmap_cold_discovery_32conn', cr.answers / cr.seconds, 'domains/s');
+        line('socketmap_cold_discovery_domains', cr.answers, 'domains');
+        line('socketmap_cold_discovery_wrong', cr.wrong, 'answers');
+        line('socketmap_cold_discovery_p99', cr.p99ms, 'ms');
+        line('daemon_rss_after_cold', rssMiB(pid), 'MiB');
+      }
+
+      // Warm: prime the warm set (also needed by the floods), then measure.
+      await prime(ctx, serve.port);
+      if (PHASES.has('warm')) {
+        loadLine('socketmap_warm_loadavg');
+        const w64 = checked(await load(serve.port, 64, SECONDS, 10_000_000, ctx.warmKeys), 'warm 64conn');
+        line('socketmap_warm_64conn', w64.answers / w64.seconds, 'answers/s');
+        line('socketmap_warm_64conn_p50', w64.p50ms, 'ms');
+        line('socketmap_warm_64conn_p99', w64.p99ms, 'ms');
+        line('socketmap_warm_64conn_wrong', w64.wrong, 'answers');
+        line('socketmap_warm_vs_ceiling', (100 * (w64.answers / w64.seconds)) / ceiling, '%');
+        const w1 = checked(await load(serve.port, 1, SECONDS, 10_000_000, ctx.warmKeys), 'warm 1conn');
+        line('socketmap_warm_1conn', w1.answers / w1.seconds, 'answers/s');
+        line('socketmap_warm_1conn_p50', w1.p50ms, 'ms');
+        line('socketmap_warm_1conn_p99', w1.p99ms, 'ms');
+        line('socketmap_warm_1conn_wrong', w1.wrong, 'answers');
+        line('daemon_rss_after_warm', rssMiB(pid), 'MiB');
+      }
+
+      // Issue 6 floods: pipelined requests and many connections, every answer checked.
+      if (PHASES.has('flood')) {
+        const pf = await pipelinedFlood(serve.port, PIPELINED, warm, pid);
+        line('flood_pipelined_requests', PIPELINED, 'requests');
+        line('flood_pipelined_answered', pf.answered, 'answers');
+        line('flood_pipelined_wrong', pf.wrong, 'answers');
+        line('flood_pipelined_rate', pf.answered / pf.seconds, 'answers/s');
+        line('flood_pipelined_daemon_peak_rss', pf.peakRss, 'MiB');
+        const cf = await connectionFlood(serve.port, FLOOD_CONNECTIONS, warm, pid);
+        line('flood_connections_opened', cf.opened, 'connections');
+        line('flood_connections_failed_connect', cf.failedConnect, 'connections');
+        line('flood_connections_wrong', cf.wrong, 'answers');
+        line('flood_connections_lost', cf.lost, 'answers');
+        line('flood_connections_seconds', cf.seconds, 's');
+        line('flood_connections_daemon_peak_rss', cf.peakRss, 'MiB');
+      }
+      line('daemon_rss_hwm', hwmMiB(pid), 'MiB');
+      await stopServe(serve, 'daemon_shutdown');
     }
 
-    // Issue 6 floods: pipelined requests and many connections, every answer checked.
-    if (PHASES.has('flood')) {
-      const pf = await pipelinedFlood(serve.port, PIPELINED, warm, pid);
-      line('flood_pipelined_requests', PIPELINED, 'requests');
-      line('flood_pipelined_answered', pf.answered, 'answers');
-      line('flood_pipelined_wrong', pf.wrong, 'answers');
-      line('flood_pipelined_rate', pf.answered / pf.seconds, 'answers/s');
-      line('flood_pipelined_daemon_peak_rss', pf.peakRss, 'MiB');
-      const cf = await connectionFlood(serve.port, FLOOD_CONNECTIONS, warm, pid);
-      line('flood_connections_opened', cf.opened, 'connections');
-      line('flood_connections_failed_connect', cf.failedConnect, 'connections');
-      line('flood_connections_wrong', cf.wrong, 'answers');
-      line('flood_connections_lost', cf.lost, 'answers');
-      line('flood_connections_seconds', cf.seconds, 's');
-      line('flood_connections_daemon_peak_rss', cf.peakRss, 'MiB');
+    if (PHASES.has('postgres')) {
+      loadLine('socketmap_postgres_loadavg');
+      await postgresPhase(ctx);
     }
-    line('daemon_rss_hwm', hwmMiB(pid), 'MiB');
-
-    serve.child.kill('SIGTERM');
-    const t0 = Date.now();
-    const code = await serve.exited;
-    line('daemon_shutdown', (Date.now() - t0) / 1000, 's');
-    if (code !== 0) throw new Error(`daemon exited ${code}`);
+    if (PHASES.has('memory')) await memoryPhase(ctx);
+    loadLine('socketmap_loadavg_end');
   } finally {
     serve?.child.kill('SIGKILL');
     await host.close();
