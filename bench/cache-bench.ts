@@ -17,6 +17,7 @@ import type { PolicyFetcher } from '../src/fetch/fetcher.js';
 import { parsePolicy } from '../src/rfc8461/policy.js';
 import type { PolicyRecord } from '../src/store/policy-store.js';
 import { openSqliteStore } from '../src/store/sqlite-store.js';
+import { prng } from '../test/helpers/prng.js';
 
 const HOUR = 3600_000;
 const DAY = 24 * HOUR;
@@ -42,18 +43,6 @@ function domainOf(i: number): string {
 function textOf(i: number): string {
   if (i % 5 !== 0) return PROVIDERS[i % PROVIDERS.length]!;
   return `version: STSv1\r\nmode: enforce\r\nmx: mx.${domainOf(i)}\r\nmax_age: 1209600\r\n`;
-}
-
-/** Fast deterministic PRNG for the random domain choice. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function quantile(sorted: Float64Array, q: number): number {

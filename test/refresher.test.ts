@@ -32,6 +32,7 @@ import {
   type StoreKind,
 } from './helpers/cache-fixture.js';
 import { ManualClock } from './helpers/manual-clock.js';
+import { prng } from './helpers/prng.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -44,18 +45,6 @@ before(async () => {
 after(async () => {
   await net.close();
 });
-
-/** A small deterministic PRNG (mulberry32) so jitter and shuffles are reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ENFORCE = (d: string, maxAge = 7 * 86400): string => policyText('enforce', [`mx.${d}`], maxAge);
 

@@ -20,6 +20,7 @@ import type { RefreshResult } from '../../src/metrics/metrics.js';
 import { noopMetrics } from '../../src/metrics/metrics.js';
 import { openStore } from '../../src/store/open-store.js';
 import { ManualClock } from './manual-clock.js';
+import { prng } from './prng.js';
 
 /** Configuration of a fleet node, passed as JSON in argv[3]. */
 export interface FleetNodeConfig {
@@ -48,17 +49,6 @@ export interface FleetNodeReply {
   readonly refreshes: Record<RefreshResult, number>;
   /** Domains whose policy fetch is in progress. */
   readonly fetching: readonly string[];
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 async function idle(dataDir: string): Promise<void> {
