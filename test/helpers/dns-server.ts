@@ -201,15 +201,6 @@ export async function startDnsServer(): Promise<DnsServer> {
     timers.add(t);
   }
 
-  const udp = dgram.createSocket('udp4');
-  udp.on('message', (msg, rinfo) => {
-    respond(msg, 'udp', (b) => udp.send(b, rinfo.port, rinfo.address));
-  });
-  udp.on('error', () => {});
-  udp.bind(0, '127.0.0.1');
-  await once(udp, 'listening');
-  const port = udp.address().port;
-
   const tcp = net.createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -231,8 +222,29 @@ export async function startDnsServer(): Promise<DnsServer> {
       }
     });
   });
-  tcp.listen(port, '127.0.0.1');
-  await once(tcp, 'listening');
+  // UDP and TCP on one port: take a free UDP port, then the same TCP port. On a busy machine that
+  // TCP port may be taken (an ephemeral port of some other connection): try another pair.
+  let udp: dgram.Socket | undefined;
+  let port = 0;
+  for (let attempt = 1; udp === undefined; attempt++) {
+    const u = dgram.createSocket('udp4');
+    u.on('message', (msg, rinfo) => {
+      respond(msg, 'udp', (b) => u.send(b, rinfo.port, rinfo.address));
+    });
+    u.on('error', () => {});
+    u.bind(0, '127.0.0.1');
+    await once(u, 'listening');
+    port = u.address().port;
+    try {
+      tcp.listen(port, '127.0.0.1');
+      await once(tcp, 'listening');
+      udp = u;
+    } catch (err) {
+      u.close();
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+    }
+  }
+  const udpSocket: dgram.Socket = udp;
 
   const api: DnsServer = {
     address: `127.0.0.1:${port}`,
@@ -303,7 +315,7 @@ export async function startDnsServer(): Promise<DnsServer> {
       for (const t of timers) clearTimeout(t);
       for (const s of sockets) s.destroy();
       await Promise.all([
-        new Promise<void>((resolve) => udp.close(() => resolve())),
+        new Promise<void>((resolve) => udpSocket.close(() => resolve())),
         new Promise<void>((resolve) => tcp.close(() => resolve())),
       ]);
     },
