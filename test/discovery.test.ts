@@ -19,7 +19,7 @@ before(async () => {
   dns = await startDnsServer();
   resolver = createNodeResolver({ servers: [dns.address], timeoutMs: TIMEOUT_MS });
 });
-after(() => dns.close());
+after(() => dns?.close());
 
 async function codeOf(p: Promise<unknown>): Promise<MtaStsError> {
   try {

@@ -32,7 +32,7 @@ before(async () => {
   base = { resolver, ca: ca.certPem, port: host.port, allowPrivateAddresses: true, timeoutMs: 3000 };
 });
 after(async () => {
-  await Promise.all([dns.close(), host.close()]);
+  await Promise.all([dns?.close(), host?.close()]);
 });
 
 let seq = 0;

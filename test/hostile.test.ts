@@ -36,7 +36,7 @@ before(async () => {
   base = { resolver, ca: ca.certPem, port: host.port, allowPrivateAddresses: true, timeoutMs: 2000 };
 });
 after(async () => {
-  await Promise.all([dns.close(), host.close()]);
+  await Promise.all([dns?.close(), host?.close()]);
 });
 
 /** Runs `fn`, sampling heap + array buffers every few ms; returns its outcome, time and peak growth. */
