@@ -74,6 +74,22 @@ interface Flown {
   readonly result: GetResult;
 }
 
+/**
+ * RFC 8461 §3.3 and §10: a failure (DNS, fetch, another node's write) leaves a valid cached policy
+ * in force; report the failure with it.
+ */
+function fallbackToCached(d: Domain, cached: PolicyRecord, err: unknown, enforcing: boolean): Flown {
+  return {
+    outcome: {
+      policy: cached.policy,
+      fresh: false,
+      report: policyResult(d, cached.policy, cached.policyText, [failureDetails(err, enforcing)]),
+      record: cached,
+    },
+    result: 'ok',
+  };
+}
+
 function toDomain(domain: string | Domain): Domain {
   return domain instanceof Domain ? domain : parseDomain(domain);
 }
@@ -409,15 +425,7 @@ export class MtaStsDb implements PolicyDatabase {
         // a valid policy (RFC 8461 §10); use that policy instead.
         const cur = await this.store.get(key);
         if (cur !== undefined && !cur.backoff && cur.validEnd.getTime() > this.clock.now()) {
-          return {
-            outcome: {
-              policy: cur.policy,
-              fresh: false,
-              report: policyResult(d, cur.policy, cur.policyText, [failureDetails(err, true)]),
-              record: cur,
-            },
-            result: 'ok',
-          };
+          return fallbackToCached(d, cur, err, true);
         }
         stored = await this.write(key, record.id, null);
       } catch (werr) {
@@ -472,15 +480,7 @@ export class MtaStsDb implements PolicyDatabase {
         );
       }
       // RFC 8461 §3.3: with no live policy, a valid cached one applies.
-      return {
-        outcome: {
-          policy,
-          fresh: false,
-          report: policyResult(d, policy, cached.policyText, [failureDetails(err, enforcing)]),
-          record: cached,
-        },
-        result: 'ok',
-      };
+      return fallbackToCached(d, cached, err, enforcing);
     } finally {
       txtBound.dispose();
     }
@@ -516,15 +516,7 @@ export class MtaStsDb implements PolicyDatabase {
         { err, domain: key, recordId: record.id },
         'fetching the updated MTA-STS policy failed; continuing with the cached policy',
       );
-      return {
-        outcome: {
-          policy,
-          fresh: false,
-          report: policyResult(d, policy, cached.policyText, [failureDetails(err, true)]),
-          record: cached,
-        },
-        result: 'ok',
-      };
+      return fallbackToCached(d, cached, err, true);
     } finally {
       fetchBound.dispose();
     }
