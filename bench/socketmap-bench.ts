@@ -472,23 +472,9 @@ async function memoryRun(
   }
 }
 
-/**
- * The DNS fixture binds UDP on a random port and then TCP on the same port, which another process's
- * connection may hold (the machine is shared; flood tests use thousands of ports): retry a few times.
- */
-async function startDns(): ReturnType<typeof startDnsServer> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startDnsServer();
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== 'EADDRINUSE' || attempt >= 10) throw err;
-    }
-  }
-}
-
 export async function run(): Promise<void> {
   loadLine('socketmap_loadavg_start');
-  const dns = await startDns();
+  const dns = await startDnsServer();
   const warm = Array.from({ length: WARM_DOMAINS }, (_, i) => fixtureDomain('warm', i));
   // The cold set costs 1 certificate per 100 hosts up front: only made when that phase runs.
   const cold = Array.from({ length: PHASES.has('cold') ? COLD : 0 }, (_, i) => fixtureDomain('cold', i));
