@@ -9,7 +9,8 @@
 // - flood: 1,000,000 pipelined requests and 10,000 connections, every answer checked, peak RSS
 //   (these two run their clients in the bench process: they test survival, not speed);
 // - postgres (issue 5): the warm workload against a daemon on PostgreSQL (a fresh schema, dropped
-//   afterwards) and one on SQLite, alternated, with the ratio; skipped with a line when PostgreSQL
+//   afterwards) and one on SQLite, alternated, with the ratio, as shipped (`socketmap_*`) and with
+//   the memory cache off so every lookup reads its store (`socketmap_storeonly_*`); skipped with a line when PostgreSQL
 //   is unreachable (MTASTSDB_TEST_POSTGRES, else postgres://postgres@127.0.0.1:5432/test);
 // - memory (issue 4): a SQLite store filled with MTASTSDB_BENCH_RECORDS typical records (default
 //   1,000,000; filled by a child process), the daemon started on it, warm lookups of a random
@@ -328,15 +329,21 @@ async function postgresPhase(ctx: BenchContext): Promise<void> {
     console.log(`# socketmap postgres phase skipped: ${reach.why}`);
     return;
   }
+  // As shipped (the memory cache answers repeated lookups), then with every lookup reading its store.
+  await compareStores(ctx, 'socketmap', []);
+  await compareStores(ctx, 'socketmap_storeonly', ['memory_cache:\n  entries: 0']);
+}
+
+async function compareStores(ctx: BenchContext, prefix: string, extra: readonly string[]): Promise<void> {
   const schema = uniqueSchemaName('smbench');
   const url = new URL(postgresTestUrl);
   url.searchParams.set('schema', schema);
   // cache_grace well beyond the phase, so every lookup is a cache hit without DNS on both stores.
-  const grace = ['cache_grace: 3600'];
+  const grace = ['cache_grace: 3600', ...extra];
   const daemons: Record<'sqlite' | 'postgres', ServeProcess | undefined> = { sqlite: undefined, postgres: undefined };
   try {
-    daemons.sqlite = await ctx.serve(await ctx.config('cmp-sqlite', join(ctx.dir, 'cmp.db'), grace));
-    daemons.postgres = await ctx.serve(await ctx.config('cmp-postgres', url.href, grace));
+    daemons.sqlite = await ctx.serve(await ctx.config(`${prefix}-sqlite`, join(ctx.dir, `${prefix}.db`), grace));
+    daemons.postgres = await ctx.serve(await ctx.config(`${prefix}-postgres`, url.href, grace));
     const both = [
       ['sqlite', daemons.sqlite],
       ['postgres', daemons.postgres],
@@ -354,24 +361,24 @@ async function postgresPhase(ctx: BenchContext): Promise<void> {
     for (const [name, d] of both) r1[name] = checked(await load(d.port, 1, SECONDS, 10_000_000, ctx.warmKeys), name);
     for (const [name, d] of both) {
       const rs = r64[name] ?? [];
-      line(`socketmap_${name}_warm_64conn`, rate(rs), 'answers/s');
-      line(`socketmap_${name}_warm_64conn_p99`, Math.max(...rs.map((r) => r.p99ms)), 'ms');
+      line(`${prefix}_${name}_warm_64conn`, rate(rs), 'answers/s');
+      line(`${prefix}_${name}_warm_64conn_p99`, Math.max(...rs.map((r) => r.p99ms)), 'ms');
       line(
-        `socketmap_${name}_warm_64conn_wrong`,
+        `${prefix}_${name}_warm_64conn_wrong`,
         rs.reduce((n, r) => n + r.wrong, 0),
         'answers',
       );
       const one = r1[name] as LoadResult;
-      line(`socketmap_${name}_warm_1conn`, one.answers / one.seconds, 'answers/s');
-      line(`socketmap_${name}_warm_1conn_p99`, one.p99ms, 'ms');
-      line(`socketmap_${name}_daemon_rss_hwm`, hwmMiB(d.child.pid), 'MiB');
+      line(`${prefix}_${name}_warm_1conn`, one.answers / one.seconds, 'answers/s');
+      line(`${prefix}_${name}_warm_1conn_p99`, one.p99ms, 'ms');
+      line(`${prefix}_${name}_daemon_rss_hwm`, hwmMiB(d.child.pid), 'MiB');
     }
     const sq1 = r1.sqlite as LoadResult;
     const pg1 = r1.postgres as LoadResult;
     // Issue 5 target: ≥ 50 %.
-    line('socketmap_postgres_vs_sqlite_64conn', (100 * rate(r64.postgres ?? [])) / rate(r64.sqlite ?? []), '%');
-    line('socketmap_postgres_vs_sqlite_1conn', (100 * (pg1.answers / pg1.seconds)) / (sq1.answers / sq1.seconds), '%');
-    for (const [name, d] of both) await stopServe(d, `socketmap_${name}_daemon_shutdown`);
+    line(`${prefix}_postgres_vs_sqlite_64conn`, (100 * rate(r64.postgres ?? [])) / rate(r64.sqlite ?? []), '%');
+    line(`${prefix}_postgres_vs_sqlite_1conn`, (100 * (pg1.answers / pg1.seconds)) / (sq1.answers / sq1.seconds), '%');
+    for (const [name, d] of both) await stopServe(d, `${prefix}_${name}_daemon_shutdown`);
   } finally {
     daemons.sqlite?.child.kill('SIGKILL');
     daemons.postgres?.child.kill('SIGKILL');

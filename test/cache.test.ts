@@ -460,6 +460,64 @@ for (const kind of storeKinds) {
       assert.equal(fetches(net, domain), 1);
     });
 
+    test('memoryCache: repeated gets read the store once per ttl; own writes show at once, another node’s within ttl', async (t) => {
+      const s = await setup(t, kind);
+      if (!s) return;
+      let reads = 0;
+      const counting: PolicyStore = Object.assign(Object.create(s.store) as PolicyStore, {
+        get: (d: string) => {
+          reads++;
+          return s.store.get(d);
+        },
+      });
+      const db = await MtaStsDb.open({
+        store: counting,
+        clock: s.clock,
+        resolver: net.resolver,
+        fetchOptions: net.fetchOptions,
+        txtRecheckSeconds: 60,
+        memoryCache: { seconds: 5 },
+      });
+      t.after(() => db.close());
+      const domain = uniqueDomain();
+      publish(net, domain, 'm1', ENFORCE(domain));
+      assert.equal((await db.get(domain)).policy?.mode, 'enforce');
+      reads = 0;
+      for (let i = 0; i < 100; i++) {
+        const out = await db.get(domain);
+        assert.equal(out.policy?.mode, 'enforce');
+        assert.equal(out.fresh, true);
+      }
+      assert.equal(reads, 1, '100 gets within the ttl: one store read');
+      assert.equal(txtQueries(net, domain), 1);
+
+      // Another node stores a newer policy: seen once the ttl has passed, not before.
+      const testing = policyText('testing', [`mx1.${domain}`], 86400);
+      const now = new Date(s.clock.now() + 1000);
+      await s.clock.advance(1000);
+      await s.store.put({
+        domain,
+        inserted: now,
+        validEnd: new Date(now.getTime() + DAY),
+        lastUpdate: now,
+        lastUse: now,
+        backoff: false,
+        recordId: 'm2',
+        policy: parsePolicy(testing),
+        policyText: testing,
+      });
+      assert.equal((await db.get(domain)).policy?.mode, 'enforce');
+      await s.clock.advance(4000);
+      assert.equal((await db.get(domain)).policy?.mode, 'testing');
+
+      // This database's own writes show at once.
+      await db.upsert(domain, 'm3', parsePolicy(policyText('none', [], 86400)));
+      assert.equal((await db.get(domain)).policy?.mode, 'none');
+      await db.delete(domain);
+      await rejectsWith(db.lookup(domain), 'ERR_MTASTSDB_NOT_FOUND');
+      assert.equal(fetches(net, domain), 1);
+    });
+
     test('single-flight: 10 concurrent gets make one TXT query and one fetch; an aborted caller does not abort the others', async (t) => {
       const s = await setup(t, kind);
       if (!s) return;

@@ -20,6 +20,7 @@ import { Domain, parseDomain } from '../rfc8461/domain.js';
 import { BACKOFF_SECONDS } from '../rfc8461/limits.js';
 import { effectiveMaxAgeSeconds, formatPolicy, type Policy } from '../rfc8461/policy.js';
 import type { StsRecord } from '../rfc8461/record.js';
+import { MemoryCachedStore } from '../store/memory-cached-store.js';
 import { openStore } from '../store/open-store.js';
 import type { ListOptions, PolicyRecord, PolicyStore } from '../store/policy-store.js';
 import { Refresher } from './refresher.js';
@@ -45,6 +46,8 @@ export const USE_FLUSH_ENTRIES = 1000;
  * 25–50 µs per row in SQLite, more than the lookup itself).
  */
 export const DEFAULT_LAST_USE_RESOLUTION_SECONDS = 60;
+/** Default of `memoryCache.entries`. */
+export const DEFAULT_MEMORY_CACHE_ENTRIES = 10_000;
 /** If the store keeps refusing `lastUse` writes, at most this many wait in memory. */
 const MAX_PENDING_USES = 100_000;
 
@@ -130,8 +133,10 @@ function textOf(policy: Policy): string {
  * - A store given as an object is the caller's: `close()` closes only a store it opened itself.
  */
 export class MtaStsDb implements PolicyDatabase {
-  /** The store the records live in. */
+  /** The store the records live in (behind the memory cache when one is configured). */
   readonly store: PolicyStore;
+  /** The in-process copy of recent records, when `memoryCache` is on. */
+  private readonly memory: MemoryCachedStore | undefined;
   private readonly ownsStore: boolean;
   private readonly clock: Clock;
   private readonly resolver: DnsResolver;
@@ -151,10 +156,23 @@ export class MtaStsDb implements PolicyDatabase {
   private flushing: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
-  private constructor(store: PolicyStore, ownsStore: boolean, options: MtaStsDbOptions) {
-    this.store = store;
+  private constructor(backing: PolicyStore, ownsStore: boolean, options: MtaStsDbOptions) {
     this.ownsStore = ownsStore;
     this.clock = options.clock ?? systemClock;
+    const mc = options.memoryCache;
+    const clock = this.clock;
+    // With 0 entries or 0 seconds it keeps nothing: every lookup reads the store.
+    this.memory =
+      mc === undefined
+        ? undefined
+        : new MemoryCachedStore(backing, {
+            entries: mc.entries ?? DEFAULT_MEMORY_CACHE_ENTRIES,
+            seconds: mc.seconds,
+            ...(mc.bytes !== undefined ? { bytes: mc.bytes } : {}),
+            now: () => clock.now(),
+          });
+    const store = this.memory ?? backing;
+    this.store = store;
     this.logger = options.logger ?? silentLogger;
     this.metrics = options.metrics ?? noopMetrics;
     this.resolver = options.resolver ?? createNodeResolver();
@@ -266,7 +284,7 @@ export class MtaStsDb implements PolicyDatabase {
 
   /** The stored record if it is still valid, with its use recorded; undefined when none is. */
   private async find(key: string, now: number): Promise<PolicyRecord | undefined> {
-    const rec = await this.store.get(key);
+    const rec = this.memory !== undefined ? await this.memory.recent(key) : await this.store.get(key);
     // mox: only records with validEnd after now count.
     if (rec === undefined || rec.validEnd.getTime() <= now) return undefined;
     // A use within the resolution of the stored one changes nothing worth a write.
@@ -830,5 +848,6 @@ export class MtaStsDb implements PolicyDatabase {
       }
     }
     if (this.ownsStore) await this.store.close();
+    else this.memory?.clear();
   }
 }

@@ -45,6 +45,14 @@ export interface MtaStsDbOptions {
    * Default 60; 0 writes every hit (mox).
    */
   readonly lastUseResolutionSeconds?: number;
+  /**
+   * An in-process copy of recently read records, so a busy server's repeated lookups of a domain
+   * do not each read the store: `seconds` is how long a copy answers (writes through this
+   * database update it at once; other processes' writes are seen within `seconds`), `entries`
+   * (default 10,000) and `bytes` (default 16 MiB) bound its memory. Default off: every lookup
+   * reads the store, as mox does. The daemon turns it on (`memory_cache`).
+   */
+  readonly memoryCache?: { readonly seconds: number; readonly entries?: number; readonly bytes?: number };
   /** Tuning of the refresher: concurrency, lease length, batch size, node id, random source. */
   readonly refresherOptions?: RefresherOptions;
 }

@@ -25,6 +25,7 @@ describe('configuration defaults', () => {
       assert.equal(c.reusePort, true);
       assert.equal(c.shutdownTimeoutSeconds, 20);
       assert.equal(c.cacheGraceSeconds, 60);
+      assert.deepEqual(c.memoryCache, { entries: 10_000, ttlSeconds: 5 });
       assert.deepEqual(c.defaultZone, DEFAULT_ZONE);
       assert.deepEqual(c.defaultZone, {
         strictTesting: false,
@@ -53,6 +54,14 @@ describe('configuration defaults', () => {
     assert.deepEqual(zoneFor(c, 'postfix'), { ...DEFAULT_ZONE, requireSni: false });
     assert.equal(zoneFor(c, 'unknown'), c.defaultZone);
     assert.equal(zoneFor(c, 'constructor'), c.defaultZone);
+  });
+
+  it('memory_cache: entries and ttl as written; 0 turns it off', () => {
+    assert.deepEqual(parseConfigText('memory_cache:\n  entries: 500\n  ttl: 2.5\n').memoryCache, {
+      entries: 500,
+      ttlSeconds: 2.5,
+    });
+    assert.deepEqual(parseConfigText('memory_cache:\n  ttl: 0\n').memoryCache, { entries: 10_000, ttlSeconds: 0 });
   });
 
   it('reads the YAML 1.1 forms PyYAML reads: octal mode, yes/no', () => {
@@ -95,6 +104,11 @@ const bad: ReadonlyArray<{ text: string; key: string; why: string }> = [
   { text: 'reuse_port: maybe\n', key: 'reuse_port', why: 'not a boolean' },
   { text: 'shutdown_timeout: -1\n', key: 'shutdown_timeout', why: 'negative' },
   { text: 'cache_grace: [1]\n', key: 'cache_grace', why: 'a list' },
+  { text: 'memory_cache: 5\n', key: 'memory_cache', why: 'a number for a mapping' },
+  { text: 'memory_cache:\n  size: 5\n', key: 'memory_cache.size', why: 'unknown key' },
+  { text: 'memory_cache:\n  entries: -1\n', key: 'memory_cache.entries', why: 'negative' },
+  { text: 'memory_cache:\n  entries: 1.5\n', key: 'memory_cache.entries', why: 'fractional' },
+  { text: 'memory_cache:\n  ttl: 7200\n', key: 'memory_cache.ttl', why: 'above an hour' },
   { text: 'mode: 0666\n', key: 'mode', why: 'mode without path' },
   { text: 'path: /x\nmode: rw\n', key: 'mode', why: 'mode not octal' },
   { text: 'path: /x\nmode: 99999\n', key: 'mode', why: 'mode too large' },

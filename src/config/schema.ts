@@ -54,6 +54,11 @@ export interface Config {
   readonly shutdownTimeoutSeconds: number;
   /** Seconds after a TXT check during which a cached policy is served without DNS. Default 60. */
   readonly cacheGraceSeconds: number;
+  /**
+   * Ours: the in-process copy of recently read records (`MtaStsDb`'s `memoryCache`): `entries`
+   * (default 10,000; 0 turns it off) and `ttlSeconds` (default 5; 0 turns it off).
+   */
+  readonly memoryCache: { readonly entries: number; readonly ttlSeconds: number };
   /** `cache:` as written (informational; `store` is what is opened). */
   readonly cache: {
     readonly type: 'sqlite' | 'postgres' | 'internal';
@@ -113,6 +118,8 @@ export const DEFAULTS = Object.freeze({
   reusePort: true,
   shutdownTimeoutSeconds: 20,
   cacheGraceSeconds: 60,
+  memoryCacheEntries: 10_000,
+  memoryCacheTtlSeconds: 5,
   dataDir: './data',
   intervalSeconds: 86400,
   graceRatio: 2.0,
@@ -252,6 +259,7 @@ const TOP_KEYS = [
   'reuse_port',
   'shutdown_timeout',
   'cache_grace',
+  'memory_cache',
   'cache',
   'proactive_policy_fetching',
   'default_zone',
@@ -306,6 +314,7 @@ export function validateConfig(raw: unknown): Config {
   if (mode !== undefined && path === undefined) fail('mode', 'only meaningful with path (a Unix socket)');
 
   const { cache, store: cacheStore } = cacheSection(m.cache);
+  const memoryCache = mapping(m.memory_cache, 'memory_cache', ['entries', 'ttl']);
   const store = str(m.store, 'store') ?? cacheStore;
 
   const ppf = mapping(m.proactive_policy_fetching, 'proactive_policy_fetching', [
@@ -352,6 +361,15 @@ export function validateConfig(raw: unknown): Config {
       max: 3600,
     }),
     cacheGraceSeconds: num(m.cache_grace, 'cache_grace', DEFAULTS.cacheGraceSeconds, { min: 0, max: 31_557_600 }),
+    memoryCache: Object.freeze({
+      entries: num(memoryCache.entries, 'memory_cache.entries', DEFAULTS.memoryCacheEntries, {
+        integer: true,
+        min: 0,
+        max: 10_000_000,
+      }),
+      // Kept well inside the TXT recheck grace's order of magnitude: other nodes' writes are seen within it.
+      ttlSeconds: num(memoryCache.ttl, 'memory_cache.ttl', DEFAULTS.memoryCacheTtlSeconds, { min: 0, max: 3600 }),
+    }),
     cache: Object.freeze(cache),
     dataDir: str(m.data_dir, 'data_dir') ?? DEFAULTS.dataDir,
     ...(store !== undefined ? { store } : {}),

@@ -74,6 +74,7 @@ function restartKeys(a: Config, b: Config): string[] {
   if (!same(a.limits, b.limits)) out.push('limits');
   if (!same(a.metrics, b.metrics)) out.push('metrics');
   if (a.cacheGraceSeconds !== b.cacheGraceSeconds) out.push('cache_grace');
+  if (!same(a.memoryCache, b.memoryCache)) out.push('memory_cache');
   if (!same(a.proactivePolicyFetching, b.proactivePolicyFetching)) out.push('proactive_policy_fetching');
   if (a.logging.format !== b.logging.format) out.push('logging.format');
   return out;
@@ -146,6 +147,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     ...(config.store !== undefined ? { store: config.store } : { dataDir: config.dataDir }),
     refresher: ppf.enabled,
     txtRecheckSeconds: config.cacheGraceSeconds,
+    memoryCache: { entries: config.memoryCache.entries, seconds: config.memoryCache.ttlSeconds },
     clock,
     resolver,
     fetcher,

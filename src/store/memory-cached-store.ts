@@ -1,0 +1,186 @@
+/**
+ * A short-lived in-process copy of recently read records in front of a {@link PolicyStore}.
+ *
+ * A busy mail server asks for the same few domains thousands of times a second; reading each
+ * answer from SQLite or across the network from PostgreSQL costs more than everything else the
+ * daemon does for it. {@link MemoryCachedStore.recent} answers those reads from memory for at most
+ * `seconds` after the record was read or written.
+ *
+ * What it changes, and what it does not:
+ * - Only `recent()` answers from memory. `get()` always reads the store (and refreshes the copy),
+ *   so the checks that must see the newest record (before a back-off is written, before the
+ *   refresher writes) still do.
+ * - Writes through this object (`put`, `delete`, and the `lastUse` of `touch`) update or drop the
+ *   copy at once. Writes by other processes (fleet nodes, the CLI on the same file) are seen
+ *   within `seconds`: a delay of the same kind as the TXT recheck grace, and kept shorter.
+ * - Memory is bounded by entries and by an estimate of bytes (a hostile domain can serve a
+ *   64 KiB policy); the oldest copies go first. Records are never made weaker: an expired record
+ *   is still returned as the store would return it, and the caller checks `validEnd`.
+ */
+import { MtaStsError } from '../errors.js';
+import type { ListOptions, PolicyRecord, PolicyStore } from './policy-store.js';
+
+/** Options of {@link MemoryCachedStore}. */
+export interface MemoryCacheOptions {
+  /** How many records are kept at most. 0 disables the cache. */
+  readonly entries: number;
+  /** How long a copy answers `recent()` after it was read or written, in seconds. 0 disables the cache. */
+  readonly seconds: number;
+  /** Upper bound of the estimated bytes the copies take. Default {@link DEFAULT_MEMORY_CACHE_BYTES}. */
+  readonly bytes?: number;
+  /** Milliseconds since the epoch (the policy database's clock). */
+  readonly now: () => number;
+}
+
+/** Default of {@link MemoryCacheOptions.bytes}: 16 MiB. */
+export const DEFAULT_MEMORY_CACHE_BYTES = 16 * 1024 * 1024;
+
+interface Copy {
+  readonly record: PolicyRecord;
+  /** Epoch ms until which `recent()` answers from this copy. */
+  readonly until: number;
+  readonly bytes: number;
+}
+
+/** Estimated bytes of a record in the V8 heap: UTF-16 strings, patterns and object headers generously. */
+function estimateBytes(r: PolicyRecord): number {
+  return 2 * (r.domain.length + r.policyText.length + r.recordId.length) + 160 * r.policy.mx.length + 640;
+}
+
+/** A {@link PolicyStore} with an in-process copy of recently read records; see the module comment. */
+export class MemoryCachedStore implements PolicyStore {
+  readonly kind: string;
+  private readonly copies = new Map<string, Copy>();
+  private readonly ttlMs: number;
+  private readonly maxEntries: number;
+  private readonly maxBytes: number;
+  private readonly now: () => number;
+  private bytes = 0;
+  /** Bumped by every write: a read that overlapped a write keeps no copy (it may be the older record). */
+  private writes = 0;
+
+  constructor(
+    readonly inner: PolicyStore,
+    options: MemoryCacheOptions,
+  ) {
+    for (const k of ['entries', 'seconds'] as const) {
+      const v = options[k];
+      if (!Number.isFinite(v) || v < 0) {
+        throw new MtaStsError('ERR_MTASTS_USAGE', `memory cache ${k} must be a number ≥ 0, got ${String(v)}`);
+      }
+    }
+    this.kind = inner.kind;
+    this.maxEntries = Math.floor(options.entries);
+    this.ttlMs = options.seconds * 1000;
+    this.maxBytes = options.bytes ?? DEFAULT_MEMORY_CACHE_BYTES;
+    this.now = options.now;
+  }
+
+  /** How many copies are held. */
+  get size(): number {
+    return this.copies.size;
+  }
+
+  /**
+   * The record of `domain` from memory when a copy is younger than the time to live, else from the
+   * store (keeping a copy).
+   */
+  async recent(domain: string): Promise<PolicyRecord | undefined> {
+    const c = this.copies.get(domain);
+    if (c !== undefined) {
+      if (this.now() < c.until) return c.record;
+      this.drop(domain);
+    }
+    return this.get(domain);
+  }
+
+  /** Reads the store, always; keeps a copy of what it read. */
+  async get(domain: string): Promise<PolicyRecord | undefined> {
+    const before = this.writes;
+    const r = await this.inner.get(domain);
+    if (r !== undefined && this.writes === before) this.keep(r);
+    return r;
+  }
+
+  async put(record: PolicyRecord): Promise<boolean> {
+    this.writes++;
+    this.drop(record.domain);
+    try {
+      return await this.inner.put(record);
+    } finally {
+      // Whether it was written or a newer record won, the next read goes to the store.
+      this.writes++;
+      this.drop(record.domain);
+    }
+  }
+
+  async touch(uses: ReadonlyArray<{ readonly domain: string; readonly lastUse: Date }>): Promise<void> {
+    await this.inner.touch(uses);
+    // lastUse only moves forwards; a copy follows so it is not recorded again.
+    for (const u of uses) {
+      const c = this.copies.get(u.domain);
+      if (c !== undefined && c.record.lastUse.getTime() < u.lastUse.getTime()) {
+        this.copies.set(u.domain, { ...c, record: { ...c.record, lastUse: u.lastUse } });
+      }
+    }
+  }
+
+  async delete(domain: string): Promise<boolean> {
+    this.writes++;
+    this.drop(domain);
+    try {
+      return await this.inner.delete(domain);
+    } finally {
+      this.writes++;
+      this.drop(domain);
+    }
+  }
+
+  count(): Promise<number> {
+    return this.inner.count();
+  }
+
+  list(options?: ListOptions): AsyncIterable<PolicyRecord> {
+    return this.inner.list(options);
+  }
+
+  claimRefresh(
+    domain: string,
+    claim: { readonly owner: string; readonly now: Date; readonly leaseUntil: Date; readonly updatedBefore: Date },
+  ): Promise<boolean> {
+    return this.inner.claimRefresh(domain, claim);
+  }
+
+  /** Drops every copy (the store is unchanged). */
+  clear(): void {
+    this.copies.clear();
+    this.bytes = 0;
+  }
+
+  async close(): Promise<void> {
+    this.clear();
+    await this.inner.close();
+  }
+
+  private keep(r: PolicyRecord): void {
+    if (this.maxEntries === 0 || this.ttlMs === 0) return;
+    const bytes = estimateBytes(r);
+    this.drop(r.domain);
+    if (bytes > this.maxBytes) return;
+    this.copies.set(r.domain, { record: r, until: this.now() + this.ttlMs, bytes });
+    this.bytes += bytes;
+    // A Map iterates in insertion order: the first keys are the oldest copies.
+    while (this.copies.size > this.maxEntries || this.bytes > this.maxBytes) {
+      const oldest = this.copies.keys().next();
+      if (oldest.done === true) break;
+      this.drop(oldest.value);
+    }
+  }
+
+  private drop(domain: string): void {
+    const c = this.copies.get(domain);
+    if (c === undefined) return;
+    this.copies.delete(domain);
+    this.bytes -= c.bytes;
+  }
+}
