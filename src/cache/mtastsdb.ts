@@ -776,14 +776,30 @@ export class MtaStsDb implements PolicyDatabase {
   private markUsed(key: string, now: number): void {
     this.pendingUses.set(key, now);
     if (this.pendingUses.size >= USE_FLUSH_ENTRIES) {
+      // One flush at a time; the one running starts the next when it ends (see flushUses).
+      if (this.flushing === undefined) void this.flushUses();
+      // A store slower than the lookups must not grow memory without bound: lastUse only steers
+      // eviction after 180 days, so the oldest waiting uses give way.
+      if (this.pendingUses.size > MAX_PENDING_USES) this.dropOldestUses();
+    } else {
+      this.scheduleFlush();
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushTimer !== undefined || this.pendingUses.size === 0 || this.closeAbort.signal.aborted) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
       void this.flushUses();
-    } else if (this.flushTimer === undefined) {
-      this.flushTimer = setTimeout(() => {
-        this.flushTimer = undefined;
-        void this.flushUses();
-      }, USE_FLUSH_MS);
-      // A pending flush never keeps the process alive; close() flushes what is left.
-      this.flushTimer.unref();
+    }, USE_FLUSH_MS);
+    // A pending flush never keeps the process alive; close() flushes what is left.
+    this.flushTimer.unref();
+  }
+
+  private dropOldestUses(): void {
+    for (const k of this.pendingUses.keys()) {
+      if (this.pendingUses.size <= MAX_PENDING_USES) break;
+      this.pendingUses.delete(k);
     }
   }
 
@@ -798,23 +814,26 @@ export class MtaStsDb implements PolicyDatabase {
     const batch = this.pendingUses;
     this.pendingUses = new Map();
     const flush = (async () => {
+      let written = false;
       try {
         const uses = Array.from(batch, ([domain, t]) => ({ domain, lastUse: new Date(t) }));
         await this.store.touch(uses);
+        written = true;
       } catch (err) {
         this.logger.error({ err, count: batch.size }, 'recording MTA-STS policy use (lastUse) failed; will retry');
         for (const [k, t] of batch) {
           const newer = this.pendingUses.get(k);
           if (newer === undefined || newer < t) this.pendingUses.set(k, t);
         }
-        // A store that keeps failing must not grow memory without bound: drop the oldest.
-        for (const k of this.pendingUses.keys()) {
-          if (this.pendingUses.size <= MAX_PENDING_USES) break;
-          this.pendingUses.delete(k);
-        }
+        this.dropOldestUses();
       } finally {
         this.flushing = undefined;
       }
+      // Uses recorded meanwhile: a full batch is written now, a partial one (or a retry after a
+      // failure) by the timer. close() writes what is left itself.
+      if (this.closeAbort.signal.aborted) return;
+      if (written && this.pendingUses.size >= USE_FLUSH_ENTRIES) void this.flushUses();
+      else this.scheduleFlush();
     })();
     this.flushing = flush;
     await flush;

@@ -246,6 +246,13 @@ async function loadDriver(): Promise<DatabaseConstructor> {
 
 const COLUMNS_IN = 'domain, inserted, valid_end, last_update, last_use, backoff, record_id, mode, max_age, policy_text';
 
+/** Rows of `lastUse` written per transaction by `touch` (about a millisecond on a large file). */
+export const TOUCH_CHUNK_ROWS = 128;
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** A connection and its prepared statements; replaced as a whole when the store reopens. */
 interface Conn {
   readonly db: Database;
@@ -466,12 +473,18 @@ class SqliteStoreImpl implements SqliteStore {
   async touch(uses: ReadonlyArray<{ readonly domain: string; readonly lastUse: Date }>): Promise<void> {
     this.c();
     const batch = collapseUses(uses);
-    if (batch.length === 0) return;
-    this.write('touch', (c) =>
-      c.db.transaction(() => {
-        for (const [domain, t] of batch) c.touch.run(t, domain, t);
-      })(),
-    );
+    // better-sqlite3 blocks the event loop while it writes: a thousand random rows of a large file
+    // take tens of milliseconds, which every lookup waiting behind them would feel. Write a short
+    // transaction at a time and let other work run between them.
+    for (let i = 0; i < batch.length; i += TOUCH_CHUNK_ROWS) {
+      if (i > 0) await yieldToEventLoop();
+      const chunk = batch.slice(i, i + TOUCH_CHUNK_ROWS);
+      this.write('touch', (c) =>
+        c.db.transaction(() => {
+          for (const [domain, t] of chunk) c.touch.run(t, domain, t);
+        })(),
+      );
+    }
   }
 
   async delete(domain: string): Promise<boolean> {
