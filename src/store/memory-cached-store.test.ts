@@ -85,6 +85,12 @@ async function twoHandles(entries = 100, seconds = 5) {
     store,
     other,
     reads: () => reads,
+    resetReads: () => void (reads = 0),
+    /** Reads `domain` twice through `recent()`, so a copy is kept. */
+    warm: async (domain: string) => {
+      await store.recent(domain);
+      return store.recent(domain);
+    },
     close: async () => {
       await store.close();
       await other.close();
@@ -93,24 +99,29 @@ async function twoHandles(entries = 100, seconds = 5) {
 }
 
 describe('memory cache', () => {
-  test('recent() reads the store once, then answers from memory until the time to live passes', async () => {
+  test('recent() keeps a copy from the second read on, then answers from memory until the time to live passes', async () => {
     const h = await twoHandles();
     try {
       await h.other.put(makeRecord('a.example.test', { recordId: 'one' }));
       assert.equal((await h.store.recent('a.example.test'))?.recordId, 'one');
-      assert.equal(h.reads(), 1);
+      assert.equal(h.store.size, 0, 'a domain read once is not kept');
+      assert.equal((await h.store.recent('a.example.test'))?.recordId, 'one');
+      assert.equal(h.store.size, 1);
+      assert.equal(h.reads(), 2);
+      h.resetReads();
       // Another process replaces the record: within the TTL the copy answers, after it the store.
       await h.other.put(makeRecord('a.example.test', { recordId: 'two', lastUpdate: new Date(T0 + 1) }));
       await h.clock.advance(4999);
       assert.equal((await h.store.recent('a.example.test'))?.recordId, 'one');
-      assert.equal(h.reads(), 1);
+      assert.equal(h.reads(), 0);
       await h.clock.advance(1);
       assert.equal((await h.store.recent('a.example.test'))?.recordId, 'two');
-      assert.equal(h.reads(), 2);
+      assert.equal(h.reads(), 1);
       // get() always reads the store, and refreshes the copy.
       await h.other.delete('a.example.test');
       assert.equal(await h.store.get('a.example.test'), undefined);
-      assert.equal(h.reads(), 3);
+      assert.equal(h.reads(), 2);
+      assert.equal(h.store.size, 0, 'a record gone from the store is dropped from memory');
     } finally {
       await h.close();
     }
@@ -120,12 +131,14 @@ describe('memory cache', () => {
     const h = await twoHandles();
     try {
       await h.store.put(makeRecord('b.example.test', { recordId: 'one' }));
-      assert.equal((await h.store.recent('b.example.test'))?.recordId, 'one');
+      assert.equal((await h.warm('b.example.test'))?.recordId, 'one');
+      assert.equal(h.store.size, 1);
       await h.store.put(makeRecord('b.example.test', { recordId: 'two', lastUpdate: new Date(T0 + 5) }));
-      assert.equal((await h.store.recent('b.example.test'))?.recordId, 'two');
+      assert.equal((await h.warm('b.example.test'))?.recordId, 'two');
       // A write the store refuses (an older record) leaves the newer one visible.
       assert.equal(await h.store.put(makeRecord('b.example.test', { recordId: 'old' })), false);
-      assert.equal((await h.store.recent('b.example.test'))?.recordId, 'two');
+      assert.equal((await h.warm('b.example.test'))?.recordId, 'two');
+      assert.equal(h.store.size, 1);
       const reads = h.reads();
       await h.store.touch([{ domain: 'b.example.test', lastUse: new Date(T0 + 60_000) }]);
       const touched = await h.store.recent('b.example.test');
@@ -147,9 +160,8 @@ describe('memory cache', () => {
       const h = await twoHandles(entries, seconds);
       try {
         await h.other.put(makeRecord('c.example.test'));
-        await h.store.recent('c.example.test');
-        await h.store.recent('c.example.test');
-        assert.equal(h.reads(), 2, `entries ${entries}, seconds ${seconds}`);
+        for (let i = 0; i < 3; i++) await h.store.recent('c.example.test');
+        assert.equal(h.reads(), 3, `entries ${entries}, seconds ${seconds}`);
         assert.equal(h.store.size, 0);
       } finally {
         await h.close();
@@ -158,7 +170,7 @@ describe('memory cache', () => {
     const h = await twoHandles(3);
     try {
       for (let i = 0; i < 5; i++) await h.other.put(makeRecord(`d${i}.example.test`));
-      for (let i = 0; i < 5; i++) await h.store.recent(`d${i}.example.test`);
+      for (let i = 0; i < 5; i++) await h.warm(`d${i}.example.test`);
       assert.equal(h.store.size, 3);
       const reads = h.reads();
       await h.store.recent('d4.example.test');
@@ -178,11 +190,15 @@ describe('memory cache', () => {
       const mx = Array.from({ length: 40 }, (_, i) => `mx: mx${i}.example.test\n`).join('');
       const text = `version: STSv1\nmode: enforce\n${mx}max_age: 86400\n`;
       for (let i = 0; i < 50; i++) await store.put(makeRecord(`e${i}.example.test`, { text }));
-      for (let i = 0; i < 50; i++) await store.recent(`e${i}.example.test`);
+      for (let i = 0; i < 50; i++) {
+        await store.recent(`e${i}.example.test`);
+        await store.recent(`e${i}.example.test`);
+      }
       assert.ok(store.size > 0 && store.size < 50, `kept ${store.size} of 50`);
       const huge = `version: STSv1\nmode: enforce\n${'mx: x.example.test\n'.repeat(3000)}max_age: 86400\n`;
       await store.put(makeRecord('huge.example.test', { text: huge }));
       const before = store.size;
+      await store.recent('huge.example.test');
       assert.equal((await store.recent('huge.example.test'))?.domain, 'huge.example.test');
       assert.equal(store.size, before, 'a record bigger than the bound is answered, not kept');
     } finally {
@@ -196,23 +212,23 @@ describe('memory cache', () => {
     await inner.put(makeRecord('f.example.test', { recordId: 'old' }));
     let release: () => void = () => {};
     const gate = new Promise<void>((r) => (release = r));
-    let firstRead = true;
+    let calls = 0;
     const slow: PolicyStore = Object.assign(Object.create(inner) as PolicyStore, {
       get: async (d: string): Promise<PolicyRecord | undefined> => {
         const r = await inner.get(d);
-        if (firstRead) {
-          firstRead = false;
-          await gate;
-        }
+        // The second read (the one that would keep a copy) is held until the write is done.
+        if (++calls === 2) await gate;
         return r;
       },
     });
     const store = cached(slow, clock);
     try {
+      await store.recent('f.example.test');
       const reading = store.recent('f.example.test');
       await store.put(makeRecord('f.example.test', { recordId: 'new', lastUpdate: new Date(T0 + 1) }));
       release();
       assert.equal((await reading)?.recordId, 'old');
+      assert.equal(store.size, 0, 'the overlapping read kept nothing');
       assert.equal((await store.recent('f.example.test'))?.recordId, 'new');
     } finally {
       await store.close();

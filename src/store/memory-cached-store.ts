@@ -4,10 +4,11 @@
  * A busy mail server asks for the same few domains thousands of times a second; reading each
  * answer from SQLite or across the network from PostgreSQL costs more than everything else the
  * daemon does for it. {@link MemoryCachedStore.recent} answers those reads from memory for at most
- * `seconds` after the record was read or written.
+ * `seconds` after the record was read. A copy is kept from a domain's second read on, so that a
+ * stream of domains asked for once does not churn the copies.
  *
  * What it changes, and what it does not:
- * - Only `recent()` answers from memory. `get()` always reads the store (and refreshes the copy),
+ * - Only `recent()` answers from memory. `get()` always reads the store (and refreshes a copy held),
  *   so the checks that must see the newest record (before a back-off is written, before the
  *   refresher writes) still do.
  * - Writes through this object (`put`, `delete`, and the `lastUse` of `touch`) update or drop the
@@ -51,6 +52,8 @@ function estimateBytes(r: PolicyRecord): number {
 export class MemoryCachedStore implements PolicyStore {
   readonly kind: string;
   private readonly copies = new Map<string, Copy>();
+  /** Domains read once by `recent()` and not kept yet (oldest first), bounded like the copies. */
+  private readonly seenOnce = new Map<string, true>();
   private readonly ttlMs: number;
   private readonly maxEntries: number;
   private readonly maxBytes: number;
@@ -89,16 +92,31 @@ export class MemoryCachedStore implements PolicyStore {
     const c = this.copies.get(domain);
     if (c !== undefined) {
       if (this.now() < c.until) return c.record;
-      this.drop(domain);
+      return this.read(domain, true);
     }
-    return this.get(domain);
+    // A copy is kept from the second read on: a domain asked for once (a million distinct domains
+    // after a restart) costs a short-lived key here instead of a record kept for seconds, which
+    // would pass through the whole heap as long-lived garbage.
+    if (this.seenOnce.delete(domain)) return this.read(domain, true);
+    const r = await this.read(domain, false);
+    if (r !== undefined && this.maxEntries > 0 && this.ttlMs > 0) {
+      this.seenOnce.set(domain, true);
+      if (this.seenOnce.size > this.maxEntries) this.seenOnce.delete(this.seenOnce.keys().next().value as string);
+    }
+    return r;
   }
 
-  /** Reads the store, always; keeps a copy of what it read. */
-  async get(domain: string): Promise<PolicyRecord | undefined> {
+  /** Reads the store, always; refreshes a copy that is held (and keeps none that is not). */
+  get(domain: string): Promise<PolicyRecord | undefined> {
+    return this.read(domain, false);
+  }
+
+  private async read(domain: string, keep: boolean): Promise<PolicyRecord | undefined> {
     const before = this.writes;
     const r = await this.inner.get(domain);
-    if (r !== undefined && this.writes === before) this.keep(r);
+    if (this.writes !== before) return r;
+    if (r === undefined) this.drop(domain);
+    else if (keep || this.copies.has(domain)) this.keep(r);
     return r;
   }
 
@@ -154,6 +172,7 @@ export class MemoryCachedStore implements PolicyStore {
   /** Drops every copy (the store is unchanged). */
   clear(): void {
     this.copies.clear();
+    this.seenOnce.clear();
     this.bytes = 0;
   }
 
