@@ -17,7 +17,8 @@
 //   sample of them (MTASTSDB_BENCH_MEMORY_REQUESTS, default 200,000, at 64 connections), and the
 //   daemon's RSS at start, after the load and at peak (VmHWM), with its V8 heap from /metrics; then
 //   the same with the Node flags of MTASTSDB_BENCH_MEMORY_TUNED_NODE_ARGS (`memory_tuned_*`; default
-//   `--max-semi-space-size=2 --optimize-for-size`, `none` skips it).
+//   `--max-semi-space-size=4`, `none` skips it). MTASTSDB_BENCH_MEMORY_CONFIG adds YAML lines to
+//   both daemons' configuration (`\n` between lines), e.g. `memory_cache:\n  entries: 0`.
 // Every phase is bounded in count and time. Env: MTASTSDB_BENCH_SECONDS (per warm phase, default 5),
 // MTASTSDB_BENCH_COLD (cold domains, default 10000), MTASTSDB_BENCH_PIPELINED (default 1000000),
 // MTASTSDB_BENCH_CONNECTIONS (flood connections, default 10000), MTASTSDB_BENCH_DAEMON_NODE_ARGS
@@ -166,24 +167,35 @@ async function startConstantServer(): Promise<{ child: ChildProcess; port: numbe
   return { child, port };
 }
 
-/** A bench HTTPS policy host: one certificate per 100 hosts (SANs), so 10,000 hosts cost 100 keys. */
+/**
+ * Names per certificate of the bench policy host (MTASTSDB_BENCH_SANS, default 1: each host its own
+ * certificate, as on the Internet). The client's certificate checks grow with the names a
+ * certificate carries (100 names cost the daemon about 0.4 ms more per handshake).
+ */
+const SANS = envInt('MTASTSDB_BENCH_SANS', 1);
+
+/** A bench HTTPS policy host: one certificate per SANS hosts, all made before the load starts. */
 async function startPolicyHost(domains: readonly string[], text: (d: string) => string) {
   const ca = await getTestCa();
   const contexts = new Map<string, Promise<SecureContext>>();
   const group = new Map<string, number>();
-  domains.forEach((d, i) => group.set(`mta-sts.${d}`, Math.floor(i / 100)));
+  domains.forEach((d, i) => group.set(`mta-sts.${d}`, Math.floor(i / SANS)));
   const contextOf = (g: number): Promise<SecureContext> => {
     const k = String(g);
     let c = contexts.get(k);
     if (c === undefined) {
-      const names = domains.slice(g * 100, g * 100 + 100).map((d) => `mta-sts.${d}`);
+      const names = domains.slice(g * SANS, g * SANS + SANS).map((d) => `mta-sts.${d}`);
       c = ca.leaf(names).then((leaf) => createSecureContext({ cert: leaf.chainPem, key: leaf.keyPem }));
       contexts.set(k, c);
     }
     return c;
   };
   // Make every certificate up front: the bench measures the daemon, not key generation.
-  await Promise.all(Array.from({ length: Math.ceil(domains.length / 100) }, (_, g) => contextOf(g)));
+  const t0 = Date.now();
+  await Promise.all(Array.from({ length: Math.ceil(domains.length / SANS) }, (_, g) => contextOf(g)));
+  console.log(
+    `# policy host: ${Math.ceil(domains.length / SANS)} certificates (${SANS} names each) in ${Date.now() - t0} ms`,
+  );
   const fallback = await ca.leaf(['default.test']);
   let requests = 0;
   const server = createHttpsServer(
@@ -404,12 +416,10 @@ function rssParts(pid: number | undefined): { anon: number; file: number } {
  * configuration but `cache_grace: 86400` (so warm lookups need no DNS) and the metrics endpoint (for
  * its V8 heap figures), the refresher on as in production. A second daemon, on an identical copy of
  * the store and with the same workload (another random sample), runs with the Node flags of
- * MTASTSDB_BENCH_MEMORY_TUNED_NODE_ARGS (default `--max-semi-space-size=2 --optimize-for-size`;
- * `none` skips it). The daemon retains little (about 14 MiB of live JS heap after a full GC with
- * 1,000,000 records, 4 MiB of it the policy memo); what makes the peak is V8's heap under load: the
- * young generation grows to 2 × 16 MiB by default, and the old generation collects promoted garbage
- * (heap_total 60–85 MiB after the load). The first flag caps the former, the second makes V8 grow
- * the old generation less eagerly.
+ * MTASTSDB_BENCH_MEMORY_TUNED_NODE_ARGS (default `--max-semi-space-size=4`; `none` skips it).
+ * What makes the peak is V8's heap under load, not what the daemon keeps: `serve` sets a heap
+ * growing factor of 25 % (src/daemon/heap-tuning.ts) so the old generation is collected before it
+ * balloons; the flag also caps the young generation (2 × 16 MiB by default).
  */
 async function memoryPhase(ctx: BenchContext): Promise<void> {
   const path = join(ctx.dir, 'many.db');
@@ -419,7 +429,7 @@ async function memoryPhase(ctx: BenchContext): Promise<void> {
   line('memory_store_records', MEMORY_RECORDS, 'records');
   line('memory_store_fill_rate', MEMORY_RECORDS / filled.seconds, 'records/s');
   line('memory_store_file_size', bytes / 1048576, 'MiB');
-  const tunedArgs = process.env.MTASTSDB_BENCH_MEMORY_TUNED_NODE_ARGS ?? '--max-semi-space-size=2 --optimize-for-size';
+  const tunedArgs = process.env.MTASTSDB_BENCH_MEMORY_TUNED_NODE_ARGS ?? '--max-semi-space-size=4';
   const tuned = tunedArgs === 'none' ? undefined : tunedArgs.split(' ').filter((a) => a !== '');
   // The store is closed (a single file, rollback journal): a copy is the same store.
   if (tuned !== undefined) await copyFile(path, join(ctx.dir, 'many-tuned.db'));
@@ -442,7 +452,11 @@ async function memoryRun(
   const configFile = await ctx.config(
     name,
     path,
-    ['cache_grace: 86400', 'metrics:\n  enabled: true\n  host: 127.0.0.1\n  port: 0'],
+    [
+      'cache_grace: 86400',
+      'metrics:\n  enabled: true\n  host: 127.0.0.1\n  port: 0',
+      ...(process.env.MTASTSDB_BENCH_MEMORY_CONFIG ?? '').split('\\n').filter((l) => l !== ''),
+    ],
     true,
   );
   const serve = await ctx.serve(configFile, nodeArgs);
@@ -483,7 +497,7 @@ export async function run(): Promise<void> {
   loadLine('socketmap_loadavg_start');
   const dns = await startDnsServer();
   const warm = Array.from({ length: WARM_DOMAINS }, (_, i) => fixtureDomain('warm', i));
-  // The cold set costs 1 certificate per 100 hosts up front: only made when that phase runs.
+  // The cold set costs a certificate per SANS hosts up front: only made when that phase runs.
   const cold = Array.from({ length: PHASES.has('cold') ? COLD : 0 }, (_, i) => fixtureDomain('cold', i));
   for (const d of [...warm, ...cold]) dns.mtaSts(d, { id: 'bench1' });
   const host = await startPolicyHost([...warm, ...cold], policyFor);

@@ -58,11 +58,14 @@ export function command(runtime?: CliRuntime): Command {
     .action(async function (this: Command) {
       // Loaded here, not at start-up: the daemon, pino, prom-client and yaml cost ~0.1 s that the
       // other commands should not pay.
-      const [{ loadConfig }, { startDaemon }, { createDaemonLogger }] = await Promise.all([
+      const [{ loadConfig }, { startDaemon }, { createDaemonLogger }, { tuneDaemonHeap }] = await Promise.all([
         import('../../config/load-config.js'),
         import('../../daemon/daemon.js'),
         import('../../daemon/log.js'),
+        import('../../daemon/heap-tuning.js'),
       ]);
+      // This process is the daemon: size its heap for a long-running server.
+      const heapFlags = tuneDaemonHeap();
       const opts = this.opts<ServeOptions>();
       const env = runtime?.env ?? process.env;
       const dataDir = explicit<string>(this, 'dataDir');
@@ -111,6 +114,7 @@ export function command(runtime?: CliRuntime): Command {
         ...(timeout !== undefined ? { timeoutMs: timeout * 1000 } : {}),
       };
       const log = createDaemonLogger({ ...config.logging, ...(runtime ? { output: runtime.stdout } : {}) });
+      log.logger.debug({ heapFlags }, 'V8 heap settings');
       const daemon = await startDaemon({
         config,
         loadConfig: async () => {
