@@ -93,6 +93,33 @@ function fallbackToCached(d: Domain, cached: PolicyRecord, err: unknown, enforci
   };
 }
 
+/**
+ * A policy answered from the cache within the TXT recheck grace: the daemon's every warm answer.
+ * The TLSRPT result is built when first read (most callers never read it).
+ */
+class GraceOutcome implements GetOutcome {
+  readonly fresh = true;
+  #report: GetOutcome['report'] | undefined;
+
+  constructor(
+    private readonly domain: Domain,
+    readonly record: PolicyRecord,
+  ) {}
+
+  get policy(): Policy {
+    return this.record.policy;
+  }
+
+  get report(): GetOutcome['report'] {
+    this.#report ??= policyResult(this.domain, this.record.policy, this.record.policyText);
+    return this.#report;
+  }
+
+  toJSON(): GetOutcome {
+    return { policy: this.policy, fresh: this.fresh, report: this.report, record: this.record };
+  }
+}
+
 function toDomain(domain: string | Domain): Domain {
   return domain instanceof Domain ? domain : parseDomain(domain);
 }
@@ -365,12 +392,7 @@ export class MtaStsDb implements PolicyDatabase {
       if (this.txtRecheckMs > 0 && now - cached.lastUpdate.getTime() < this.txtRecheckMs) {
         // Confirmed within the grace period: answer without DNS. `fresh` because it was confirmed.
         result = 'ok';
-        return {
-          policy: cached.policy,
-          fresh: true,
-          report: policyResult(d, cached.policy, cached.policyText),
-          record: cached,
-        };
+        return new GraceOutcome(d, cached);
       }
       const flown = await this.flights.run(key, () => this.recheck(d, cached, resolver), options.signal);
       result = flown.result;

@@ -236,6 +236,23 @@ export function createSocketmapHandler(options: HandlerOptions): SocketmapHandle
   const seconds = options.seconds ?? (() => performance.now() / 1000);
   const clock = options.clock ?? systemClock;
   const deadlines = new Deadlines();
+  // Without TLSRPT attributes a reply depends only on the policy and the zone: build it once per
+  // policy object (records share them) and zone (replaced on reload).
+  const replies = new WeakMap<Policy, Map<Config['defaultZone'], string>>();
+  const replyFor = (reply: ReplyOutcome, zone: Config['defaultZone']): string => {
+    if (reply.kind !== 'policy' || zone.tlsrpt) return formatReply(reply, zone);
+    let byZone = replies.get(reply.policy);
+    if (byZone === undefined) {
+      byZone = new Map();
+      replies.set(reply.policy, byZone);
+    }
+    let text = byZone.get(zone);
+    if (text === undefined) {
+      text = formatReply(reply, zone);
+      byZone.set(zone, text);
+    }
+    return text;
+  };
   const lastKnown = new LastKnownPolicies(
     options.rememberedPolicies ?? DEFAULT_REMEMBERED_POLICIES,
     options.rememberedPolicyBytes ?? DEFAULT_REMEMBERED_POLICY_BYTES,
@@ -310,7 +327,7 @@ export function createSocketmapHandler(options: HandlerOptions): SocketmapHandle
         reply,
         outcome.policy === null ? undefined : validEndOf(outcome.record, outcome.policy, clock.now()),
       );
-      return formatReply(reply, zone);
+      return replyFor(reply, zone);
     } catch (err) {
       if (isMtaStsError(err, 'ERR_MTASTS_DOMAIN')) return NOTFOUND_REPLY;
       if (connectionSignal.aborted) return 'TEMP client gone';

@@ -102,11 +102,23 @@ export class PrometheusMetrics implements Metrics {
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: p });
   }
 
+  /** Labelled children by label values, so the hot path skips prom-client's label hashing. */
+  private readonly children = new Map<string, { inc(): void } | { observe(v: number): void }>();
+
+  private child<T extends { inc(): void } | { observe(v: number): void }>(key: string, make: () => T): T {
+    let c = this.children.get(key) as T | undefined;
+    if (c === undefined) {
+      c = make();
+      this.children.set(key, c);
+    }
+    return c;
+  }
+
   get(result: GetResult): void {
-    this.gets.inc({ result });
+    this.child(`get ${result}`, () => this.gets.labels({ result })).inc();
   }
   cache(outcome: 'hit' | 'miss'): void {
-    this.cacheLookups.inc({ outcome });
+    this.child(`cache ${outcome}`, () => this.cacheLookups.labels({ outcome })).inc();
   }
   fetch(result: FetchResult, seconds: number): void {
     this.fetches.inc({ result });
@@ -119,8 +131,8 @@ export class PrometheusMetrics implements Metrics {
     this.records.set(records);
   }
   socketmapQuery(zone: string, answer: string, seconds: number): void {
-    this.queries.inc({ zone, answer });
-    this.querySeconds.observe({ zone }, seconds);
+    this.child(`query ${zone} ${answer}`, () => this.queries.labels({ zone, answer })).inc();
+    this.child(`seconds ${zone}`, () => this.querySeconds.labels({ zone })).observe(seconds);
   }
   connections(delta: number): void {
     this.openConnections.inc(delta);
