@@ -4,7 +4,9 @@
 // share an event loop with the fixtures. Prints `name: value unit` lines. Phases
 // (MTASTSDB_BENCH_PHASES, a comma list; default all, in this order):
 // - ceiling: a constant-answer Node server (same client, same run) at 64 connections and 1;
-// - cold: cold discovery of distinct domains (TXT + A + TLS + HTTP + store) at 32 connections;
+// - cold: cold discovery of distinct domains (TXT + A + TLS + HTTP + store) at 32 connections,
+//   the CPU the daemon and the fixtures spend per domain, and a bare Node client fetching the same
+//   hosts with a new TLS connection each (the most any Node daemon could do here);
 // - warm: warm lookups of 1,000 cached domains at 64 connections (p50/p99) and at 1 connection;
 // - flood: 1,000,000 pipelined requests and 10,000 connections, every answer checked, peak RSS
 //   (these two run their clients in the bench process: they test survival, not speed);
@@ -31,7 +33,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { copyFile, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer } from 'node:https';
-import { loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import type { SecureContext } from 'node:tls';
@@ -108,6 +110,42 @@ async function heapMiB(metricsPort: number | undefined): Promise<Record<string, 
   } catch {
     return {};
   }
+}
+
+/** CPU time (user + system) `pid` has used, seconds. */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    // Fields after the command name: utime and stime are the 12th and 13th (clock ticks, 100/s).
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Runs bench/helpers/tls-floor in a child process against the policy host (the cold set's names). */
+async function tlsFloor(port: number, caFile: string, count: number, concurrency: number) {
+  const compiled = import.meta.url.endsWith('.js');
+  const script = fileURLToPath(new URL(`./helpers/tls-floor.${compiled ? 'js' : 'ts'}`, import.meta.url));
+  const child = spawn(
+    process.execPath,
+    [
+      ...(compiled ? [] : ['--import', 'tsx']),
+      script,
+      String(port),
+      caFile,
+      String(count),
+      String(concurrency),
+      'cold',
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  if (code !== 0) throw new Error(`tls-floor exited ${code}`);
+  return JSON.parse(out) as { tls: { rate: number; cpuMs: number }; https: { rate: number; cpuMs: number } };
 }
 
 /** Peak RSS of `pid` sampled every 100 ms until `stop()`. */
@@ -563,17 +601,34 @@ export async function run(): Promise<void> {
       line('daemon_rss_start', rssMiB(pid), 'MiB');
 
       // Cold discovery: every domain is new (TXT + A + TLS handshake + HTTP GET + store write).
+      // With it, what this machine allows: the CPU each side spends per domain, and a bare Node
+      // client fetching the same hosts with a new TLS connection each (bench/helpers/tls-floor.ts).
       if (PHASES.has('cold')) {
         loadLine('socketmap_cold_loadavg');
+        const daemonCpu0 = cpuSeconds(pid);
+        const fixturesCpu0 = process.cpuUsage();
         const cr = checked(
           await load(serve.port, 32, 120, cold.length, { kind: 'fixture', zone: 'cold', count: COLD }),
           'cold',
         );
+        const daemonMs = ((cpuSeconds(pid) - daemonCpu0) * 1000) / Math.max(1, cr.answers);
+        const fixtures = process.cpuUsage(fixturesCpu0);
+        const fixturesMs = (fixtures.user + fixtures.system) / 1000 / Math.max(1, cr.answers);
         line('socketmap_cold_discovery_32conn', cr.answers / cr.seconds, 'domains/s');
         line('socketmap_cold_discovery_domains', cr.answers, 'domains');
         line('socketmap_cold_discovery_wrong', cr.wrong, 'answers');
         line('socketmap_cold_discovery_p99', cr.p99ms, 'ms');
+        line('socketmap_cold_daemon_cpu_per_domain', daemonMs, 'ms');
+        line('socketmap_cold_fixtures_cpu_per_domain', fixturesMs, 'ms');
+        // Both sides on this machine's cores, nothing else running: the most it could do.
+        line('socketmap_cold_machine_cap', (1000 * cpus().length) / (daemonMs + fixturesMs), 'domains/s');
         line('daemon_rss_after_cold', rssMiB(pid), 'MiB');
+        const floor = await tlsFloor(host.port, caFile, COLD, 32);
+        line('socketmap_cold_node_tls_client', floor.tls.rate, 'fetches/s');
+        line('socketmap_cold_node_tls_client_cpu', floor.tls.cpuMs, 'ms/fetch');
+        line('socketmap_cold_node_https_client', floor.https.rate, 'fetches/s');
+        line('socketmap_cold_node_https_client_cpu', floor.https.cpuMs, 'ms/fetch');
+        line('socketmap_cold_vs_node_https_client', (100 * (cr.answers / cr.seconds)) / floor.https.rate, '%');
       }
 
       // Warm: prime the warm set (also needed by the floods), then measure.
