@@ -262,6 +262,7 @@ interface Conn {
   readonly del: Statement;
   readonly count: Statement;
   readonly claim: Statement;
+  readonly release: Statement;
   readonly pages: Map<string, Statement>;
 }
 
@@ -286,6 +287,9 @@ function prepare(db: Database): Conn {
     claim: db.prepare(
       `UPDATE policies SET lease_owner = ?, lease_until = ?
        WHERE domain = ? AND last_update < ? AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)`,
+    ),
+    release: db.prepare(
+      'UPDATE policies SET lease_owner = NULL, lease_until = NULL WHERE domain = ? AND lease_owner = ?',
     ),
     pages: new Map(),
   };
@@ -535,6 +539,10 @@ class SqliteStoreImpl implements SqliteStore {
     // One statement: the due check and the lease are one atomic step.
     return this.write('claimRefresh', (c) => c.claim.run(owner, until, domain, before, now, owner).changes === 1);
   }
+  async releaseRefresh(domain: string, owner: string): Promise<void> {
+    checkDomainKey(domain);
+    this.write('releaseRefresh', (c) => c.release.run(domain, owner));
+  }
 
   async close(): Promise<void> {
     const c = this.conn;
@@ -619,10 +627,18 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
   };
 
   let db: Database;
-  try {
-    db = connect(false);
-  } catch (err) {
-    throw storeError(path, 'open', err);
+  // Another process closing the file (its last connection checkpoints and removes the WAL) can
+  // answer an opening connection SQLITE_BUSY without SQLite's busy handler waiting: wait here,
+  // within the same bound.
+  const openDeadline = Date.now() + busyTimeoutMs;
+  for (;;) {
+    try {
+      db = connect(false);
+      break;
+    } catch (err) {
+      if (primaryCode(err) !== 'SQLITE_BUSY' || Date.now() >= openDeadline) throw storeError(path, 'open', err);
+      await new Promise((r) => setTimeout(r, 25));
+    }
   }
   try {
     const version = schemaVersion(db);
