@@ -805,6 +805,7 @@ for (const kind of storeKinds) {
         count: () => inner.count(),
         list: (o) => inner.list(o),
         claimRefresh: (d, c) => inner.claimRefresh(d, c),
+        releaseRefresh: (d, o) => inner.releaseRefresh(d, o),
         close: async () => {},
       };
       const logger = captureLogger();

@@ -378,19 +378,26 @@ export class Refresher {
       updatedBefore: options.updatedBefore,
     });
     if (!claimed) return 'skipped';
-
-    let domain: Domain;
     try {
-      domain = parseDomain(pr.domain);
-    } catch (err) {
-      logger.error({ err, domain: pr.domain }, 'refreshing mta-sts policy: invalid domain in the store');
-      return 'failed';
-    }
-    const step = deadline(signal, REFRESH_STEP_TIMEOUT_MS);
-    try {
-      return await this.refreshStep(pr, domain, step.signal, signal);
+      let domain: Domain;
+      try {
+        domain = parseDomain(pr.domain);
+      } catch (err) {
+        logger.error({ err, domain: pr.domain }, 'refreshing mta-sts policy: invalid domain in the store');
+        return 'failed';
+      }
+      const step = deadline(signal, REFRESH_STEP_TIMEOUT_MS);
+      try {
+        return await this.refreshStep(pr, domain, step.signal, signal);
+      } finally {
+        step.dispose();
+      }
     } finally {
-      step.dispose();
+      // Done with it (refreshed, failed or stopped): the next refresh need not wait for the lease.
+      // If this fails the lease simply expires.
+      await store.releaseRefresh(pr.domain, this.owner).catch((err: unknown) => {
+        logger.debug({ err, domain: pr.domain }, 'releasing the refresh lease failed; it will expire');
+      });
     }
   }
 

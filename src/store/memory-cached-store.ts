@@ -169,6 +169,10 @@ export class MemoryCachedStore implements PolicyStore {
     return this.inner.claimRefresh(domain, claim);
   }
 
+  releaseRefresh(domain: string, owner: string): Promise<void> {
+    return this.inner.releaseRefresh(domain, owner);
+  }
+
   /** Drops every copy (the store is unchanged). */
   clear(): void {
     this.copies.clear();

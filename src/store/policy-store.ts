@@ -67,6 +67,12 @@ export interface PolicyStore {
     domain: string,
     claim: { readonly owner: string; readonly now: Date; readonly leaseUntil: Date; readonly updatedBefore: Date },
   ): Promise<boolean>;
+  /**
+   * Ends `owner`'s lease on `domain` once its refresh is done, so that the next refresh (another
+   * node's, or an explicit one) need not wait for the lease to expire. Does nothing when another
+   * owner holds the lease or none does.
+   */
+  releaseRefresh(domain: string, owner: string): Promise<void>;
   /** Closes the database; further calls throw `ERR_MTASTSDB_CLOSED`. Idempotent. */
   close(): Promise<void>;
 }

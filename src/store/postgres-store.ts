@@ -166,6 +166,7 @@ interface Statements {
   readonly del: string;
   readonly count: string;
   readonly claim: string;
+  readonly release: string;
 }
 
 function statements(s: string): Statements {
@@ -199,6 +200,7 @@ function statements(s: string): Statements {
     claim: `UPDATE ${s}.policies SET lease_owner = $2, lease_until = $3
        WHERE domain = $1 AND last_update < $4 AND (lease_until IS NULL OR lease_until < $5 OR lease_owner = $2)
        RETURNING domain`,
+    release: `UPDATE ${s}.policies SET lease_owner = NULL, lease_until = NULL WHERE domain = $1 AND lease_owner = $2`,
   };
 }
 
@@ -433,6 +435,11 @@ class PostgresStoreImpl implements PostgresStore {
     ];
     const res = await this.query('claimRefresh', { name: 'mtastsdb_claim', text: this.sql.claim, values });
     return res.rowCount === 1;
+  }
+
+  async releaseRefresh(domain: string, owner: string): Promise<void> {
+    checkDomainKey(domain);
+    await this.query('releaseRefresh', { name: 'mtastsdb_release', text: this.sql.release, values: [domain, owner] });
   }
 
   close(): Promise<void> {

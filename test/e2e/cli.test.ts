@@ -723,6 +723,18 @@ describe('mtastsdb CLI', { concurrency: true }, () => {
       deleted: 0,
       skipped: 0,
     });
+    // A second explicit refresh right after the first is done, not "being refreshed elsewhere":
+    // each refresh releases its lease when it ends.
+    const again = await mtastsdb(['--data-dir', dir, ...net(), 'refresh', '--json', 'refresh.test']);
+    assertStatus(again, 0);
+    assert.deepEqual(JSON.parse(again.stdout), {
+      checked: 1,
+      unchanged: 1,
+      updated: 0,
+      failed: 0,
+      deleted: 0,
+      skipped: 0,
+    });
   });
 
   it('query prints what the daemon would answer Postfix', async () => {

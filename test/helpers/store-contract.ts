@@ -454,6 +454,26 @@ export function storeContract(
       assert.equal((await store.get('due.test'))?.lastUpdate.getTime(), now + 64_000);
     });
 
+    test('releaseRefresh: only the holder ends its lease; then another owner may claim at once', async () => {
+      await store.put(makeRecord('rel.test', { lastUpdate: new Date(T0) }));
+      const now = T0 + 13 * 3600_000;
+      const claim = (owner: string, at: number) =>
+        store.claimRefresh('rel.test', {
+          owner,
+          now: new Date(at),
+          leaseUntil: new Date(at + 600_000),
+          updatedBefore: new Date(at - 12 * 3600_000),
+        });
+      assert.equal(await claim('a', now), true);
+      await store.releaseRefresh('rel.test', 'b');
+      assert.equal(await claim('b', now + 1000), false, 'b cannot end the lease of a');
+      await store.releaseRefresh('rel.test', 'a');
+      assert.equal(await claim('b', now + 2000), true, 'released: b claims long before the lease would expire');
+      await store.releaseRefresh('missing.test', 'a');
+      // Releasing never changes the record.
+      assert.equal((await store.get('rel.test'))?.lastUpdate.getTime(), T0);
+    });
+
     test('claimRefresh: among concurrent claims exactly one owner wins', async () => {
       const domains = Array.from({ length: 20 }, (_, i) => `c${i}.test`);
       await putAll(
