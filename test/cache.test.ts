@@ -16,7 +16,7 @@ import { isMtaStsError, MtaStsError } from '../src/errors.js';
 import { parseDomain } from '../src/rfc8461/domain.js';
 import { parsePolicy } from '../src/rfc8461/policy.js';
 import { openStore } from '../src/store/open-store.js';
-import type { PolicyStore } from '../src/store/policy-store.js';
+import type { PolicyRecord, PolicyStore } from '../src/store/policy-store.js';
 import {
   captureLogger,
   fetches,
@@ -79,6 +79,22 @@ async function setup(t: TestContext, kind: StoreKind, options: MtaStsDbOptions =
 
 const ENFORCE = (domain: string, maxAge = 86400): string =>
   policyText('enforce', [`mx1.${domain}`, `*.mx.${domain}`], maxAge);
+
+/** The record another node stores: `text` fetched under `recordId` at `at`, valid for a day. */
+function otherNodeRecord(domain: string, recordId: string, text: string, at: number): PolicyRecord {
+  const now = new Date(at);
+  return {
+    domain,
+    inserted: now,
+    validEnd: new Date(at + DAY),
+    lastUpdate: now,
+    lastUse: now,
+    backoff: false,
+    recordId,
+    policy: parsePolicy(text),
+    policyText: text,
+  };
+}
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<MtaStsError> {
   let caught: unknown;
@@ -493,19 +509,8 @@ for (const kind of storeKinds) {
 
       // Another node stores a newer policy: seen once the ttl has passed, not before.
       const testing = policyText('testing', [`mx1.${domain}`], 86400);
-      const now = new Date(s.clock.now() + 1000);
       await s.clock.advance(1000);
-      await s.store.put({
-        domain,
-        inserted: now,
-        validEnd: new Date(now.getTime() + DAY),
-        lastUpdate: now,
-        lastUse: now,
-        backoff: false,
-        recordId: 'm2',
-        policy: parsePolicy(testing),
-        policyText: testing,
-      });
+      await s.store.put(otherNodeRecord(domain, 'm2', testing, s.clock.now()));
       assert.equal((await db.get(domain)).policy?.mode, 'enforce');
       await s.clock.advance(4000);
       assert.equal((await db.get(domain)).policy?.mode, 'testing');
@@ -766,18 +771,7 @@ for (const kind of storeKinds) {
         // The "other node" stores a good policy while our fetch fails.
         fetcher: {
           async fetch() {
-            const now = new Date(s.clock.now());
-            await s.store.put({
-              domain,
-              inserted: now,
-              validEnd: new Date(now.getTime() + DAY),
-              lastUpdate: now,
-              lastUse: now,
-              backoff: false,
-              recordId: 'f1',
-              policy: parsePolicy(text),
-              policyText: text,
-            });
+            await s.store.put(otherNodeRecord(domain, 'f1', text, s.clock.now()));
             throw new MtaStsError('ERR_MTASTS_POLICY_FETCH', 'connection reset');
           },
         },

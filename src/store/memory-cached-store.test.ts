@@ -9,9 +9,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { inCI } from '../../test/helpers/ci.js';
 import { ManualClock } from '../../test/helpers/manual-clock.js';
-import { postgresReachable, postgresTestUrl, testSchema } from '../../test/helpers/postgres.js';
+import { postgresSuite, postgresTestUrl, testSchema } from '../../test/helpers/postgres.js';
 import { T0, makeRecord, rejectsWith, storeContract } from '../../test/helpers/store-contract.js';
 import { MemoryCachedStore } from './memory-cached-store.js';
 import type { PolicyRecord, PolicyStore } from './policy-store.js';
@@ -46,16 +45,7 @@ storeContract(':memory: behind the memory cache', async () => ({
   cleanup: async () => {},
 }));
 
-const reach = await postgresReachable();
-if (!reach.ok) {
-  if (inCI) {
-    test('PostgreSQL is reachable (required in CI)', () => {
-      throw new Error(reach.why);
-    });
-  } else {
-    console.log(`# skipped: ${reach.why}`);
-  }
-}
+const skip = await postgresSuite();
 storeContract(
   'memory cache over postgres',
   async () => {
@@ -63,7 +53,7 @@ storeContract(
     const store = await openPostgresStore({ url: postgresTestUrl, schema });
     return { store: cached(store), cleanup: drop, another: () => openPostgresStore({ url: postgresTestUrl, schema }) };
   },
-  reach.ok ? {} : { skip: reach.why },
+  skip,
 );
 
 /** A SQLite file with the cache on one handle and a second, plain handle: "another process". */

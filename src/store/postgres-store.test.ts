@@ -11,10 +11,9 @@ import { once } from 'node:events';
 import { describe, test } from 'node:test';
 import { isMtaStsError } from '../errors.js';
 import { silentLogger } from '../logger.js';
-import { inCI } from '../../test/helpers/ci.js';
 import {
   backendPids,
-  postgresReachable,
+  postgresSuite,
   postgresTestUrl,
   terminateBackends,
   testSchema,
@@ -27,17 +26,7 @@ import { spawnStoreWriter, upsertRecord } from '../../test/helpers/store-writer.
 import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './postgres-schema.js';
 import { openPostgresStore } from './postgres-store.js';
 
-const reach = await postgresReachable();
-if (!reach.ok) {
-  if (inCI) {
-    test('PostgreSQL is reachable (required in CI)', () => {
-      throw new Error(reach.why);
-    });
-  } else {
-    console.log(`# skipped: ${reach.why}`);
-  }
-}
-const skip = reach.ok ? {} : { skip: reach.why };
+const skip = await postgresSuite();
 
 storeContract(
   'postgres',

@@ -3,7 +3,9 @@
  * test files never share tables.
  */
 import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
 import pg from 'pg';
+import { inCI } from './ci.js';
 
 /** The test server: `MTASTSDB_TEST_POSTGRES` (set in CI), else the local trust-auth server. */
 export const postgresTestUrl = process.env.MTASTSDB_TEST_POSTGRES ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -23,6 +25,23 @@ export async function postgresReachable(
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * Options for a `describe` that needs PostgreSQL. When the server is unreachable: in CI a failing
+ * test says so (a missing server fails the run); elsewhere the suite is skipped, the reason printed.
+ */
+export async function postgresSuite(): Promise<{ readonly skip?: string }> {
+  const reach = await postgresReachable();
+  if (reach.ok) return {};
+  if (inCI) {
+    test('PostgreSQL is reachable (required in CI)', () => {
+      throw new Error(reach.why);
+    });
+  } else {
+    console.log(`# skipped: ${reach.why}`);
+  }
+  return { skip: reach.why };
 }
 
 /** Runs `fn` on a short-lived admin connection. */
