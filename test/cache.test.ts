@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { MtaStsDb } from '../src/cache/mtastsdb.js';
+import { MtaStsDb, USE_FLUSH_ENTRIES } from '../src/cache/mtastsdb.js';
 import * as mtastsdb from '../src/cache/module-api.js';
 import { BACKOFF_REASON, FALLBACK_SUFFIX } from '../src/cache/tlsrpt-report.js';
 import type { MtaStsDbOptions } from '../src/cache/types.js';
@@ -619,6 +619,26 @@ for (const kind of storeKinds) {
       await s.db.flushUses();
       let n = 0;
       for await (const r of s.store.list({ usedBefore: new Date(s.clock.now()) })) if (r.domain.includes('batch-')) n++;
+      assert.equal(n, 0, 'every lastUse reached the store');
+    });
+
+    test('lookups faster than the store: waiting lastUse writes stay bounded and none is lost', async (t) => {
+      const s = await setup(t, kind);
+      if (!s) return;
+      const policy = parsePolicy(ENFORCE('flood.example.test'));
+      const names = Array.from({ length: 15_000 }, (_, i) => `f${i}.flood-${process.pid}.example.test`);
+      await Promise.all(names.map((n) => s.db.upsert(n, 'x', policy)));
+      await s.clock.advance(HOUR);
+      // A tight loop: nothing but the lookups' own awaits lets the flush run.
+      let most = 0;
+      for (const n of names) {
+        await s.db.lookup(n);
+        most = Math.max(most, s.db.pendingUseCount);
+      }
+      assert.ok(most <= 10 * USE_FLUSH_ENTRIES + 1, `at most ~10,000 uses waited (saw ${most})`);
+      await s.db.flushUses();
+      let n = 0;
+      for await (const r of s.store.list({ usedBefore: new Date(s.clock.now()) })) if (r.domain.includes('flood-')) n++;
       assert.equal(n, 0, 'every lastUse reached the store');
     });
 

@@ -48,6 +48,8 @@ export const USE_FLUSH_ENTRIES = 1000;
 export const DEFAULT_LAST_USE_RESOLUTION_SECONDS = 60;
 /** Default of `memoryCache.entries`. */
 export const DEFAULT_MEMORY_CACHE_ENTRIES = 10_000;
+/** With this many uses waiting, a lookup that adds one waits for the flush in progress. */
+const USE_BACKPRESSURE_ENTRIES = 10 * USE_FLUSH_ENTRIES;
 /** If the store keeps refusing `lastUse` writes, at most this many wait in memory. */
 const MAX_PENDING_USES = 100_000;
 
@@ -278,6 +280,11 @@ export class MtaStsDb implements PolicyDatabase {
     return this.refresher.owner;
   }
 
+  /** `lastUse` writes waiting in memory (see the class comment). */
+  get pendingUseCount(): number {
+    return this.pendingUses.size;
+  }
+
   /** True once `close()` was called. */
   get closed(): boolean {
     return this.closing !== undefined;
@@ -315,7 +322,12 @@ export class MtaStsDb implements PolicyDatabase {
     // mox: only records with validEnd after now count.
     if (rec === undefined || rec.validEnd.getTime() <= now) return undefined;
     // A use within the resolution of the stored one changes nothing worth a write.
-    if (now - rec.lastUse.getTime() >= this.useResolutionMs) this.markUsed(key, now);
+    if (now - rec.lastUse.getTime() >= this.useResolutionMs) {
+      this.markUsed(key, now);
+      // Lookups faster than the store takes their uses (a million first uses after a restart):
+      // wait for the flush in progress rather than hold ever more uses in memory.
+      if (this.pendingUses.size >= USE_BACKPRESSURE_ENTRIES && this.flushing !== undefined) await this.flushing;
+    }
     return { ...rec, lastUse: new Date(now) };
   }
 
@@ -800,9 +812,6 @@ export class MtaStsDb implements PolicyDatabase {
     if (this.pendingUses.size >= USE_FLUSH_ENTRIES) {
       // One flush at a time; the one running starts the next when it ends (see flushUses).
       if (this.flushing === undefined) void this.flushUses();
-      // A store slower than the lookups must not grow memory without bound: lastUse only steers
-      // eviction after 180 days, so the oldest waiting uses give way.
-      if (this.pendingUses.size > MAX_PENDING_USES) this.dropOldestUses();
     } else {
       this.scheduleFlush();
     }
