@@ -37,7 +37,7 @@ export interface HandlerOptions {
   /** Wall clock for the validity of remembered policies. Default {@link systemClock}. */
   readonly clock?: Clock;
   /**
-   * How many domains' last answered policies are kept in memory (least recently used evicted) to
+   * How many domains' last answered policies are kept in memory (the oldest remembered evicted first) to
    * answer while the store cannot be read. Default {@link DEFAULT_REMEMBERED_POLICIES}; 0 disables.
    */
   readonly rememberedPolicies?: number;
@@ -63,7 +63,7 @@ interface Remembered {
 }
 
 /**
- * The last known policy per domain, least recently used evicted, bounded by entries and by an
+ * The last known policy per domain, oldest remembered evicted first, bounded by entries and by an
  * estimate of bytes (a hostile domain can serve a 64 KiB policy; 10,000 of them must not cost
  * 640 MiB). A Map keeps insertion order, so delete + set moves an entry to the young end.
  */
@@ -83,12 +83,11 @@ class LastKnownPolicies {
   remember(key: string, policy: Policy, policyText: string | undefined, validEnd: number): void {
     if (this.maxEntries <= 0) return;
     const old = this.entries.get(key);
-    if (old !== undefined && old.policy === policy && old.validEnd === validEnd) {
-      // The common warm answer: only refresh the recency.
-      this.entries.delete(key);
-      this.entries.set(key, old);
-      return;
-    }
+    // The common warm answer: already remembered. Its place in the eviction order is left as it is
+    // (first remembered, first evicted): moving it on every answer would make the Map rebuild its
+    // table several times a second under load, and a busy domain evicted is remembered again at
+    // its next answer.
+    if (old !== undefined && old.policy === policy && old.validEnd === validEnd) return;
     // Strings are UTF-16 in V8; patterns and object headers estimated generously.
     const bytes = 2 * (key.length + (policyText?.length ?? 0)) + 160 * policy.mx.length + 512;
     if (bytes > this.maxBytes) {
