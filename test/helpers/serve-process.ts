@@ -29,7 +29,8 @@ export async function spawnServe(
   execArgv: readonly string[] = [],
 ): Promise<ServeProcess> {
   const compiled = fileURLToPath(import.meta.url).endsWith('.js');
-  const script = join(here, compiled ? 'run-serve.js' : 'run-serve.ts');
+  // The real entry point, as a user runs it (`mtastsdb serve …`).
+  const script = join(here, '..', '..', 'src', 'cli', compiled ? 'main.js' : 'main.ts');
   const nodeArgs = compiled ? [...execArgv, script] : [...execArgv, '--import', 'tsx', script];
   const child = spawn(process.execPath, [...nodeArgs, 'serve', ...args], {
     cwd: repo,
