@@ -494,16 +494,7 @@ export class MtaStsDb implements PolicyDatabase {
       };
     }
 
-    const stored = await this.storeFetched(key, record.id, fetched);
-    return {
-      outcome: {
-        policy: fetched.policy,
-        fresh: true,
-        report: policyResult(d, fetched.policy, fetched.text),
-        record: stored,
-      },
-      result: 'ok',
-    };
+    return this.answerFetched(d, record.id, fetched);
   }
 
   /** A policy is cached: check its TXT id, fetch when it changed (mox `Get`, found branch). */
@@ -572,7 +563,12 @@ export class MtaStsDb implements PolicyDatabase {
     } finally {
       fetchBound.dispose();
     }
-    const stored = await this.storeFetched(key, record.id, fetched);
+    return this.answerFetched(d, record.id, fetched);
+  }
+
+  /** A policy just fetched under TXT id `recordId`: stored, and answered fresh. */
+  private async answerFetched(d: Domain, recordId: string, fetched: FetchedPolicy): Promise<Flown> {
+    const stored = await this.storeFetched(d.name(), recordId, fetched);
     return {
       outcome: {
         policy: fetched.policy,
