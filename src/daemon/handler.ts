@@ -18,6 +18,7 @@ import type { ReplyOutcome } from '../socketmap/protocol.js';
 import type { SocketmapHandler } from '../socketmap/server.js';
 import type { Config } from '../config/schema.js';
 import { zoneFor } from '../config/schema.js';
+import { BoundedMap } from '../bounded-map.js';
 
 /** The part of the policy database the handler uses. */
 export interface HandlerDatabase {
@@ -59,29 +60,24 @@ interface Remembered {
   readonly policyText: string | undefined;
   /** Epoch ms after which the policy no longer applies. */
   readonly validEnd: number;
-  readonly bytes: number;
 }
 
 /**
  * The last known policy per domain, oldest remembered evicted first, bounded by entries and by an
- * estimate of bytes (a hostile domain can serve a 64 KiB policy; 10,000 of them must not cost
- * 640 MiB). A Map keeps insertion order, so delete + set moves an entry to the young end.
+ * estimate of bytes (see {@link BoundedMap}).
  */
 class LastKnownPolicies {
-  private readonly entries = new Map<string, Remembered>();
-  private bytes = 0;
+  private readonly entries: BoundedMap<string, Remembered>;
 
-  constructor(
-    private readonly maxEntries: number,
-    private readonly maxBytes: number,
-  ) {}
+  constructor(maxEntries: number, maxBytes: number) {
+    this.entries = new BoundedMap(maxEntries, maxBytes);
+  }
 
   get size(): number {
     return this.entries.size;
   }
 
   remember(key: string, policy: Policy, policyText: string | undefined, validEnd: number): void {
-    if (this.maxEntries <= 0) return;
     const old = this.entries.get(key);
     // The common warm answer: already remembered. Its place in the eviction order is left as it is
     // (first remembered, first evicted): moving it on every answer would make the Map rebuild its
@@ -90,25 +86,11 @@ class LastKnownPolicies {
     if (old !== undefined && old.policy === policy && old.validEnd === validEnd) return;
     // Strings are UTF-16 in V8; patterns and object headers estimated generously.
     const bytes = 2 * (key.length + (policyText?.length ?? 0)) + 160 * policy.mx.length + 512;
-    if (bytes > this.maxBytes) {
-      this.forget(key);
-      return;
-    }
-    this.forget(key);
-    this.entries.set(key, { policy, policyText, validEnd, bytes });
-    this.bytes += bytes;
-    while (this.entries.size > this.maxEntries || this.bytes > this.maxBytes) {
-      const oldest = this.entries.keys().next();
-      if (oldest.done === true) break;
-      this.forget(oldest.value);
-    }
+    this.entries.set(key, { policy, policyText, validEnd }, bytes);
   }
 
   forget(key: string): void {
-    const old = this.entries.get(key);
-    if (old === undefined) return;
     this.entries.delete(key);
-    this.bytes -= old.bytes;
   }
 
   /** The remembered policy if it is still valid at `now`. */

@@ -18,6 +18,7 @@
  *   64 KiB policy); the oldest copies go first. Records are never made weaker: an expired record
  *   is still returned as the store would return it, and the caller checks `validEnd`.
  */
+import { BoundedMap } from '../bounded-map.js';
 import { MtaStsError } from '../errors.js';
 import type { ListOptions, PolicyRecord, PolicyStore } from './policy-store.js';
 
@@ -40,7 +41,6 @@ interface Copy {
   readonly record: PolicyRecord;
   /** Epoch ms until which `recent()` answers from this copy. */
   readonly until: number;
-  readonly bytes: number;
 }
 
 /** Estimated bytes of a record in the V8 heap: UTF-16 strings, patterns and object headers generously. */
@@ -51,14 +51,11 @@ function estimateBytes(r: PolicyRecord): number {
 /** A {@link PolicyStore} with an in-process copy of recently read records; see the module comment. */
 export class MemoryCachedStore implements PolicyStore {
   readonly kind: string;
-  private readonly copies = new Map<string, Copy>();
+  private readonly copies: BoundedMap<string, Copy>;
   /** Domains read once by `recent()` and not kept yet (oldest first), bounded like the copies. */
-  private readonly seenOnce = new Map<string, true>();
+  private readonly seenOnce: BoundedMap<string, true>;
   private readonly ttlMs: number;
-  private readonly maxEntries: number;
-  private readonly maxBytes: number;
   private readonly now: () => number;
-  private bytes = 0;
   /** Bumped by every write: a read that overlapped a write keeps no copy (it may be the older record). */
   private writes = 0;
 
@@ -73,9 +70,10 @@ export class MemoryCachedStore implements PolicyStore {
       }
     }
     this.kind = inner.kind;
-    this.maxEntries = Math.floor(options.entries);
+    const entries = Math.floor(options.entries);
     this.ttlMs = options.seconds * 1000;
-    this.maxBytes = options.bytes ?? DEFAULT_MEMORY_CACHE_BYTES;
+    this.copies = new BoundedMap(entries, options.bytes ?? DEFAULT_MEMORY_CACHE_BYTES);
+    this.seenOnce = new BoundedMap(entries);
     this.now = options.now;
   }
 
@@ -99,10 +97,7 @@ export class MemoryCachedStore implements PolicyStore {
     // would pass through the whole heap as long-lived garbage.
     if (this.seenOnce.delete(domain)) return this.read(domain, true);
     const r = await this.read(domain, false);
-    if (r !== undefined && this.maxEntries > 0 && this.ttlMs > 0) {
-      this.seenOnce.set(domain, true);
-      if (this.seenOnce.size > this.maxEntries) this.seenOnce.delete(this.seenOnce.keys().next().value as string);
-    }
+    if (r !== undefined && this.ttlMs > 0) this.seenOnce.set(domain, true);
     return r;
   }
 
@@ -115,20 +110,20 @@ export class MemoryCachedStore implements PolicyStore {
     const before = this.writes;
     const r = await this.inner.get(domain);
     if (this.writes !== before) return r;
-    if (r === undefined) this.drop(domain);
-    else if (keep || this.copies.has(domain)) this.keep(r);
+    if (r === undefined) this.copies.delete(domain);
+    else if (keep || this.copies.get(domain) !== undefined) this.keep(r);
     return r;
   }
 
   async put(record: PolicyRecord): Promise<boolean> {
     this.writes++;
-    this.drop(record.domain);
+    this.copies.delete(record.domain);
     try {
       return await this.inner.put(record);
     } finally {
       // Whether it was written or a newer record won, the next read goes to the store.
       this.writes++;
-      this.drop(record.domain);
+      this.copies.delete(record.domain);
     }
   }
 
@@ -138,19 +133,19 @@ export class MemoryCachedStore implements PolicyStore {
     for (const u of uses) {
       const c = this.copies.get(u.domain);
       if (c !== undefined && c.record.lastUse.getTime() < u.lastUse.getTime()) {
-        this.copies.set(u.domain, { ...c, record: { ...c.record, lastUse: u.lastUse } });
+        this.copies.replace(u.domain, { ...c, record: { ...c.record, lastUse: u.lastUse } });
       }
     }
   }
 
   async delete(domain: string): Promise<boolean> {
     this.writes++;
-    this.drop(domain);
+    this.copies.delete(domain);
     try {
       return await this.inner.delete(domain);
     } finally {
       this.writes++;
-      this.drop(domain);
+      this.copies.delete(domain);
     }
   }
 
@@ -177,7 +172,6 @@ export class MemoryCachedStore implements PolicyStore {
   clear(): void {
     this.copies.clear();
     this.seenOnce.clear();
-    this.bytes = 0;
   }
 
   async close(): Promise<void> {
@@ -186,24 +180,7 @@ export class MemoryCachedStore implements PolicyStore {
   }
 
   private keep(r: PolicyRecord): void {
-    if (this.maxEntries === 0 || this.ttlMs === 0) return;
-    const bytes = estimateBytes(r);
-    this.drop(r.domain);
-    if (bytes > this.maxBytes) return;
-    this.copies.set(r.domain, { record: r, until: this.now() + this.ttlMs, bytes });
-    this.bytes += bytes;
-    // A Map iterates in insertion order: the first keys are the oldest copies.
-    while (this.copies.size > this.maxEntries || this.bytes > this.maxBytes) {
-      const oldest = this.copies.keys().next();
-      if (oldest.done === true) break;
-      this.drop(oldest.value);
-    }
-  }
-
-  private drop(domain: string): void {
-    const c = this.copies.get(domain);
-    if (c === undefined) return;
-    this.copies.delete(domain);
-    this.bytes -= c.bytes;
+    if (this.ttlMs === 0) return;
+    this.copies.set(r.domain, { record: r, until: this.now() + this.ttlMs }, estimateBytes(r));
   }
 }
