@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { ManualClock } from '../../test/helpers/manual-clock.js';
 import { postgresSuite, postgresTestUrl, testSchema } from '../../test/helpers/postgres.js';
-import { T0, makeRecord, rejectsWith, storeContract } from '../../test/helpers/store-contract.js';
+import { T0, countingGets, makeRecord, rejectsWith, storeContract } from '../../test/helpers/store-contract.js';
 import { MemoryCachedStore } from './memory-cached-store.js';
 import type { PolicyRecord, PolicyStore } from './policy-store.js';
 import { openPostgresStore } from './postgres-store.js';
@@ -61,21 +61,15 @@ async function twoHandles(entries = 100, seconds = 5) {
   const path = join(await tempDir(), 'mtasts.db');
   const clock = new ManualClock(T0);
   const inner = await openSqliteStore({ path });
-  let reads = 0;
-  const counting: PolicyStore = Object.assign(Object.create(inner) as PolicyStore, {
-    get: (d: string) => {
-      reads++;
-      return inner.get(d);
-    },
-  });
-  const store = cached(counting, clock, entries, seconds);
+  const counting = countingGets(inner);
+  const store = cached(counting.store, clock, entries, seconds);
   const other = await openSqliteStore({ path });
   return {
     clock,
     store,
     other,
-    reads: () => reads,
-    resetReads: () => void (reads = 0),
+    reads: counting.reads,
+    resetReads: counting.resetReads,
     /** Reads `domain` twice through `recent()`, so a copy is kept. */
     warm: async (domain: string) => {
       await store.recent(domain);

@@ -60,6 +60,21 @@ export function makeRecord(
   };
 }
 
+/**
+ * `store` with its `get` counted (every other method its own): for tests that must show a read
+ * did or did not reach the store. `reads()` counts since the start or the last `resetReads()`.
+ */
+export function countingGets(store: PolicyStore): { store: PolicyStore; reads(): number; resetReads(): void } {
+  let reads = 0;
+  const counting: PolicyStore = Object.assign(Object.create(store) as PolicyStore, {
+    get: (d: string) => {
+      reads++;
+      return store.get(d);
+    },
+  });
+  return { store: counting, reads: () => reads, resetReads: () => void (reads = 0) };
+}
+
 /** A backoff record as the cache stores one. */
 export function backoffRecord(domain: string, at: number): PolicyRecord {
   return {
