@@ -45,7 +45,14 @@ import { spawnServe } from '../test/helpers/serve-process.js';
 import type { ServeProcess } from '../test/helpers/serve-process.js';
 import { SocketmapClient } from '../test/helpers/socketmap-client.js';
 import { getTestCa } from '../test/helpers/test-ca.js';
-import { fillInChild, fixtureDomain, loadInChild, okFor, policyFor } from './helpers/socketmap-load.js';
+import {
+  fillInChild,
+  fixtureDomain,
+  loadInChild,
+  okFor,
+  policyFor,
+  tlsFloorInChild,
+} from './helpers/socketmap-load.js';
 import type { KeySpec, LoadResult } from './helpers/socketmap-load.js';
 
 const envInt = (name: string, dflt: number): number => {
@@ -122,30 +129,6 @@ function cpuSeconds(pid: number | undefined): number {
   } catch {
     return NaN;
   }
-}
-
-/** Runs bench/helpers/tls-floor in a child process against the policy host (the cold set's names). */
-async function tlsFloor(port: number, caFile: string, count: number, concurrency: number) {
-  const compiled = import.meta.url.endsWith('.js');
-  const script = fileURLToPath(new URL(`./helpers/tls-floor.${compiled ? 'js' : 'ts'}`, import.meta.url));
-  const child = spawn(
-    process.execPath,
-    [
-      ...(compiled ? [] : ['--import', 'tsx']),
-      script,
-      String(port),
-      caFile,
-      String(count),
-      String(concurrency),
-      'cold',
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  const code = await new Promise<number | null>((r) => child.once('exit', r));
-  if (code !== 0) throw new Error(`tls-floor exited ${code}`);
-  return JSON.parse(out) as { tls: { rate: number; cpuMs: number }; https: { rate: number; cpuMs: number } };
 }
 
 /** Peak RSS of `pid` sampled every 100 ms until `stop()`. */
@@ -623,7 +606,7 @@ export async function run(): Promise<void> {
         // Both sides on this machine's cores, nothing else running: the most it could do.
         line('socketmap_cold_machine_cap', (1000 * cpus().length) / (daemonMs + fixturesMs), 'domains/s');
         line('daemon_rss_after_cold', rssMiB(pid), 'MiB');
-        const floor = await tlsFloor(host.port, caFile, COLD, 32);
+        const floor = await tlsFloorInChild({ port: host.port, caFile, count: COLD, concurrency: 32 });
         line('socketmap_cold_node_tls_client', floor.tls.rate, 'fetches/s');
         line('socketmap_cold_node_tls_client_cpu', floor.tls.cpuMs, 'ms/fetch');
         line('socketmap_cold_node_https_client', floor.https.rate, 'fetches/s');

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parsePolicy } from '../../src/rfc8461/policy.js';
 import type { PolicyRecord } from '../../src/store/policy-store.js';
 import { SocketmapClient } from '../../test/helpers/socketmap-client.js';
+import type { TlsFloorResult, TlsFloorSpec } from './tls-floor.js';
 
 /** Which keys a load asks for, and what the right answer to each is. Plain data: it crosses to the child. */
 export type KeySpec =
@@ -179,7 +180,10 @@ export interface FillResult {
 }
 
 /** A command for the child process. */
-export type WorkerCommand = ({ readonly cmd: 'load' } & LoadSpec) | ({ readonly cmd: 'fill' } & FillSpec);
+export type WorkerCommand =
+  | ({ readonly cmd: 'load' } & LoadSpec)
+  | ({ readonly cmd: 'fill' } & FillSpec)
+  | ({ readonly cmd: 'tls-floor' } & TlsFloorSpec);
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -224,6 +228,11 @@ export function loadInChild(spec: LoadSpec): Promise<LoadResult> {
 }
 
 /** Fills a SQLite store in a child process (its memory is not the bench's). */
+/** The bare-client ceiling of cold discovery (./tls-floor.ts) in a child process. */
+export function tlsFloorInChild(spec: TlsFloorSpec, timeoutMs = 600_000): Promise<TlsFloorResult> {
+  return inChild({ cmd: 'tls-floor', ...spec }, timeoutMs);
+}
+
 export function fillInChild(spec: FillSpec, timeoutMs = 600_000): Promise<FillResult> {
   return inChild<FillResult>({ cmd: 'fill', ...spec }, timeoutMs);
 }

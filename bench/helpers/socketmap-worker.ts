@@ -1,9 +1,11 @@
 // Child process of bench/helpers/socketmap-load.ts: runs one command given as JSON in argv[2]
-// (a socketmap load, or filling a SQLite store) and prints its result as one JSON line.
+// (a socketmap load, filling a SQLite store, or the bare TLS client of tls-floor.ts) and prints its
+// result as one JSON line.
 import { openSqliteStore } from '../../src/store/sqlite-store.js';
 import type { PolicyRecord } from '../../src/store/policy-store.js';
 import { runLoad, storeRecord } from './socketmap-load.js';
 import type { FillResult, FillSpec, WorkerCommand } from './socketmap-load.js';
+import { runTlsFloor } from './tls-floor.js';
 
 /** Records per transaction: bounded memory, few commits. */
 const FILL_CHUNK = 20_000;
@@ -25,5 +27,10 @@ async function fill(spec: FillSpec): Promise<FillResult> {
 }
 
 const command = JSON.parse(process.argv[2] ?? '{}') as WorkerCommand;
-const result = command.cmd === 'load' ? await runLoad(command) : await fill(command);
+const result =
+  command.cmd === 'load'
+    ? await runLoad(command)
+    : command.cmd === 'fill'
+      ? await fill(command)
+      : await runTlsFloor(command);
 process.stdout.write(`${JSON.stringify(result)}\n`);
