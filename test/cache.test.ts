@@ -97,6 +97,23 @@ function otherNodeRecord(domain: string, recordId: string, text: string, at: num
   };
 }
 
+/** Caches `count` domains named `<tag>-<pid>`, then moves the clock an hour on: each next lookup is a use to record. */
+async function cachedAnHourAgo(s: Setup, tag: string, count: number): Promise<string[]> {
+  const policy = parsePolicy(ENFORCE(`${tag}.example.test`));
+  const names = Array.from({ length: count }, (_, i) => `${tag.charAt(0)}${i}.${tag}-${process.pid}.example.test`);
+  await Promise.all(names.map((n) => s.db.upsert(n, 'x', policy)));
+  await s.clock.advance(HOUR);
+  return names;
+}
+
+/** After a flush, no domain tagged `tag` has a `lastUse` before now: every use reached the store. */
+async function assertUsesStored(s: Setup, tag: string): Promise<void> {
+  await s.db.flushUses();
+  let n = 0;
+  for await (const r of s.store.list({ usedBefore: new Date(s.clock.now()) })) if (r.domain.includes(`${tag}-`)) n++;
+  assert.equal(n, 0, 'every lastUse reached the store');
+}
+
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<MtaStsError> {
   let caught: unknown;
   try {
@@ -609,25 +626,16 @@ for (const kind of storeKinds) {
     test('lastUse writes are batched: 2500 hits of 2500 domains reach the store', async (t) => {
       const s = await setup(t, kind);
       if (!s) return;
-      const policy = parsePolicy(ENFORCE('batch.example.test'));
-      const names = Array.from({ length: 2500 }, (_, i) => `b${i}.batch-${process.pid}.example.test`);
-      for (const n of names) await s.db.upsert(n, 'x', policy);
-      await s.clock.advance(HOUR);
+      const names = await cachedAnHourAgo(s, 'batch', 2500);
       for (const n of names) await s.db.lookup(n);
       // 1000-entry batches went out on their own; the rest by a flush.
-      await s.db.flushUses();
-      let n = 0;
-      for await (const r of s.store.list({ usedBefore: new Date(s.clock.now()) })) if (r.domain.includes('batch-')) n++;
-      assert.equal(n, 0, 'every lastUse reached the store');
+      await assertUsesStored(s, 'batch');
     });
 
     test('lookups faster than the store: waiting lastUse writes stay bounded and none is lost', async (t) => {
       const s = await setup(t, kind);
       if (!s) return;
-      const policy = parsePolicy(ENFORCE('flood.example.test'));
-      const names = Array.from({ length: 15_000 }, (_, i) => `f${i}.flood-${process.pid}.example.test`);
-      await Promise.all(names.map((n) => s.db.upsert(n, 'x', policy)));
-      await s.clock.advance(HOUR);
+      const names = await cachedAnHourAgo(s, 'flood', 15_000);
       // A tight loop: nothing but the lookups' own awaits lets the flush run.
       let most = 0;
       for (const n of names) {
@@ -635,10 +643,7 @@ for (const kind of storeKinds) {
         most = Math.max(most, s.db.pendingUseCount);
       }
       assert.ok(most <= 10 * USE_FLUSH_ENTRIES + 1, `at most ~10,000 uses waited (saw ${most})`);
-      await s.db.flushUses();
-      let n = 0;
-      for await (const r of s.store.list({ usedBefore: new Date(s.clock.now()) })) if (r.domain.includes('flood-')) n++;
-      assert.equal(n, 0, 'every lastUse reached the store');
+      await assertUsesStored(s, 'flood');
     });
 
     test('upsert: null stores a back-off record; inserted kept; policyText defaults to the formatted policy', async (t) => {
