@@ -1,5 +1,5 @@
 // Lint: typescript-eslint's recommended rules plus the import direction of STYLE.md:
-// cli, daemon -> socketmap -> cache -> store, discovery, fetch -> rfc8461. Nothing imports cli/ or daemon/.
+// cli, daemon -> socketmap -> cache -> store, discovery, fetch, dane -> rfc8461. Nothing imports cli/ or daemon/.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -38,9 +38,11 @@ export default tseslint.config(
   },
   { files: ['src/cli/main.ts', 'test/**', 'bench/**'], rules: { 'no-restricted-syntax': 'off' } },
   restrict(['src/rfc8461/**'], ['../*', '!../errors.js', '../../*'], [drivers]),
-  restrict(['src/discovery/**', 'src/fetch/**'], up('cache', 'store', 'socketmap', 'daemon', 'cli', 'config'), [
-    drivers,
-  ]),
+  restrict(
+    ['src/discovery/**', 'src/fetch/**', 'src/dane/**'],
+    up('cache', 'store', 'socketmap', 'daemon', 'cli', 'config'),
+    [drivers],
+  ),
   restrict(['src/store/**'], up('cache', 'socketmap', 'daemon', 'cli', 'config', 'discovery', 'fetch')),
   restrict(['src/cache/**'], up('socketmap', 'daemon', 'cli', 'config'), [drivers]),
   restrict(['src/socketmap/**', 'src/metrics/**', 'src/config/**'], up('daemon', 'cli'), [drivers]),
