@@ -1,7 +1,8 @@
 /**
  * A loopback DNS server for tests (dns-packet over node:dgram and node:net).
  *
- * It listens on 127.0.0.1 on a random port, UDP and TCP on the same port: a UDP answer larger
+ * It listens on 127.0.0.1 on a random port (or the given address and port: 53 on the host side of a
+ * network namespace, for a daemon that uses the system resolver), UDP and TCP on the same port: a UDP answer larger
  * than 512 octets is sent with TC=1 and no records, so the client retries over TCP (as c-ares
  * does). The zone is an in-process table changed per test; every query is counted per name.
  *
@@ -43,7 +44,7 @@ export interface QueryLogEntry {
 
 /** The running server and its zone. */
 export interface DnsServer {
-  /** `127.0.0.1:<port>`, for `createNodeResolver({ servers: [dns.address] })`. */
+  /** `<host>:<port>`, for `createNodeResolver({ servers: [dns.address] })`. */
   readonly address: string;
   readonly port: number;
   /** Sets the TXT records of `name` (replacing earlier ones). */
@@ -109,8 +110,16 @@ function chunks(record: TxtRecord): Buffer[] {
   return out.length === 0 ? [Buffer.alloc(0)] : out;
 }
 
-/** Starts a DNS server on 127.0.0.1 (random port, UDP + TCP). */
-export async function startDnsServer(): Promise<DnsServer> {
+/** Where the server listens: default 127.0.0.1 and a random port (UDP + TCP on the same number). */
+export interface DnsServerOptions {
+  readonly host?: string;
+  /** A fixed port (e.g. 53); 0 or absent picks a free one. */
+  readonly port?: number;
+}
+
+/** Starts a DNS server (default 127.0.0.1, random port, UDP + TCP). */
+export async function startDnsServer(options: DnsServerOptions = {}): Promise<DnsServer> {
+  const host = options.host ?? '127.0.0.1';
   const zone = new Map<string, Node>();
   const counts = new Map<string, number>();
   const log: QueryLogEntry[] = [];
@@ -232,22 +241,23 @@ export async function startDnsServer(): Promise<DnsServer> {
       respond(msg, 'udp', (b) => u.send(b, rinfo.port, rinfo.address));
     });
     u.on('error', () => {});
-    u.bind(0, '127.0.0.1');
+    u.bind(options.port ?? 0, host);
     await once(u, 'listening');
     port = u.address().port;
     try {
-      tcp.listen(port, '127.0.0.1');
+      tcp.listen(port, host);
       await once(tcp, 'listening');
       udp = u;
     } catch (err) {
       u.close();
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+      const fixed = options.port !== undefined && options.port !== 0;
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || fixed || attempt >= 20) throw err;
     }
   }
   const udpSocket: dgram.Socket = udp;
 
   const api: DnsServer = {
-    address: `127.0.0.1:${port}`,
+    address: `${host}:${port}`,
     port,
     chaseLimit: 16,
     log,

@@ -103,8 +103,12 @@ function gzipBomb(inflatedMiB: number): Buffer {
   return Buffer.concat(new Array<Buffer>(Math.max(1, Math.ceil(inflatedMiB))).fill(member));
 }
 
-/** Starts the HTTPS policy host and its silent sibling on 127.0.0.1. */
-export async function startHttpsHost(options: { ca: TestCa }): Promise<HttpsHost> {
+/**
+ * Starts the HTTPS policy host and its silent sibling on 127.0.0.1 (or `host`; `port` fixes the
+ * HTTPS port, e.g. 443 on the host side of a network namespace, for a client that always uses 443).
+ */
+export async function startHttpsHost(options: { ca: TestCa; host?: string; port?: number }): Promise<HttpsHost> {
+  const listenHost = options.host ?? '127.0.0.1';
   const { ca } = options;
   const behaviours = new Map<string, HostBehaviour>();
   const counts = new Map<string, number>();
@@ -247,7 +251,7 @@ export async function startHttpsHost(options: { ca: TestCa }): Promise<HttpsHost
     }
   }
   server.on('request', serve);
-  server.listen(0, '127.0.0.1');
+  server.listen(options.port ?? 0, listenHost);
   await once(server, 'listening');
 
   const silentSockets = new Set<net.Socket>();
@@ -259,7 +263,7 @@ export async function startHttpsHost(options: { ca: TestCa }): Promise<HttpsHost
     socket.on('close', () => silentSockets.delete(socket));
     socket.resume(); // read and discard the ClientHello, answer nothing
   });
-  silent.listen(0, '127.0.0.1');
+  silent.listen(0, listenHost);
   await once(silent, 'listening');
 
   const api: HttpsHost = {

@@ -21,18 +21,22 @@ export interface ServeProcess {
 
 /**
  * Spawns the daemon (`serve` with `args`, port 0 unless given) and waits until it listens.
- * Runs from the compiled build when this file is compiled, through tsx otherwise.
+ * Runs from the compiled build when this file is compiled, through tsx otherwise. `launcher` is a
+ * command that execs the daemon in its place (e.g. `ip netns exec <name>`: the child's PID stays
+ * the daemon's).
  */
 export async function spawnServe(
   args: readonly string[],
   env: NodeJS.ProcessEnv = {},
   execArgv: readonly string[] = [],
+  launcher: readonly string[] = [],
 ): Promise<ServeProcess> {
   const compiled = fileURLToPath(import.meta.url).endsWith('.js');
   // The real entry point, as a user runs it (`mtastsdb serve …`).
   const script = join(here, '..', '..', 'src', 'cli', compiled ? 'main.js' : 'main.ts');
   const nodeArgs = compiled ? [...execArgv, script] : [...execArgv, '--import', 'tsx', script];
-  const child = spawn(process.execPath, [...nodeArgs, 'serve', ...args], {
+  const argv = [...launcher, process.execPath, ...nodeArgs, 'serve', ...args];
+  const child = spawn(argv[0] as string, argv.slice(1), {
     cwd: repo,
     env: { ...process.env, MTASTSDB_LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
