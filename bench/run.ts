@@ -1,5 +1,7 @@
 // `npm run bench`: runs each benchmark in its own process (so memory figures are its own), one after
 // another, and prints their `name: value unit` lines. `npm run bench -- cache store` runs a subset.
+// `peer` (bench/peer-bench.ts: side by side with postfix-mta-sts-resolver, which it installs with
+// apt, in a network namespace) needs root and runs only when named: `npm run bench -- peer`.
 // Machine facts are printed first so BENCHMARKS.md can record them with the figures.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -8,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ALL = ['protocol', 'discovery', 'store', 'cache', 'socketmap'] as const;
+const ON_REQUEST = ['peer'] as const;
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
@@ -24,7 +27,7 @@ let failed = 0;
 for (const name of names) {
   const file = join(here, `${name}-bench${ext}`);
   if (!existsSync(file)) {
-    console.error(`unknown benchmark ${name} (have: ${ALL.join(', ')})`);
+    console.error(`unknown benchmark ${name} (have: ${[...ALL, ...ON_REQUEST].join(', ')})`);
     failed++;
     continue;
   }

@@ -28,23 +28,20 @@
 // Run alone: `npx tsx bench/socketmap-bench.ts` (the daemon then runs under tsx, whose loader thread
 // adds memory: the RSS figures of record come from `npm run bench`, which runs compiled JS).
 import 'reflect-metadata';
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { copyFile, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer as createHttpsServer } from 'node:https';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSecureContext } from 'node:tls';
-import type { SecureContext } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { encodeNetstring } from '../src/socketmap/netstring.js';
+import { startConstantServer } from './helpers/constant-server.js';
+import { startPolicyHost } from './helpers/policy-host.js';
+import { cpuSeconds, hwmMiB, rssMiB } from './helpers/proc.js';
 import { startDnsServer } from '../test/helpers/dns-server.js';
 import { dropSchema, postgresReachable, postgresTestUrl, uniqueSchemaName } from '../test/helpers/postgres.js';
 import { spawnServe } from '../test/helpers/serve-process.js';
 import type { ServeProcess } from '../test/helpers/serve-process.js';
 import { SocketmapClient } from '../test/helpers/socketmap-client.js';
-import { getTestCa } from '../test/helpers/test-ca.js';
 import {
   fillInChild,
   fixtureDomain,
@@ -80,25 +77,6 @@ const line = (name: string, value: number | string, unit = ''): void =>
     `${name}: ${typeof value === 'number' ? Number(value.toFixed(value < 10 ? 3 : 0)) : value}${unit ? ` ${unit}` : ''}`,
   );
 
-function rssMiB(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
-
-function hwmMiB(pid: number | undefined): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
-
 /** The daemon's V8 heap and external memory from its /metrics (prom-client's process metrics), MiB. */
 async function heapMiB(metricsPort: number | undefined): Promise<Record<string, number>> {
   if (metricsPort === undefined) return {};
@@ -116,18 +94,6 @@ async function heapMiB(metricsPort: number | undefined): Promise<Record<string, 
     return out;
   } catch {
     return {};
-  }
-}
-
-/** CPU time (user + system) `pid` has used, seconds. */
-function cpuSeconds(pid: number | undefined): number {
-  try {
-    // Fields after the command name: utime and stime are the 12th and 13th (clock ticks, 100/s).
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return NaN;
   }
 }
 
@@ -155,95 +121,6 @@ function checked(r: LoadResult, what: string): LoadResult {
     console.log(`# ${what}: ${r.wrong} wrong answers; first: ${w?.key} -> ${JSON.stringify(w?.reply)}`);
   }
   return r;
-}
-
-// The "trivial Node server that parses netstrings and answers a constant" of issue 4, as plain JS.
-const CONSTANT_SERVER = `
-const net = require('node:net');
-const reply = Buffer.from('44:OK secure match=mail.loc servername=hostname,');
-const server = net.createServer((s) => {
-  let buf = Buffer.alloc(0);
-  s.on('data', (d) => {
-    buf = buf.length ? Buffer.concat([buf, d]) : d;
-    for (;;) {
-      const colon = buf.indexOf(58);
-      if (colon < 0) break;
-      const len = Number(buf.subarray(0, colon).toString());
-      if (buf.length < colon + len + 2) break;
-      buf = buf.subarray(colon + len + 2);
-      s.write(reply);
-    }
-  });
-  s.on('error', () => {});
-});
-server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port })));
-`;
-
-async function startConstantServer(): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['-e', CONSTANT_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout?.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port));
-    child.once('exit', (code) => reject(new Error(`constant server exited ${code}`)));
-  });
-  return { child, port };
-}
-
-/**
- * Names per certificate of the bench policy host (MTASTSDB_BENCH_SANS, default 1: each host its own
- * certificate, as on the Internet). The client's certificate checks grow with the names a
- * certificate carries (100 names cost the daemon about 0.4 ms more per handshake).
- */
-const SANS = envInt('MTASTSDB_BENCH_SANS', 1);
-
-/** A bench HTTPS policy host: one certificate per SANS hosts, all made before the load starts. */
-async function startPolicyHost(domains: readonly string[], text: (d: string) => string) {
-  const ca = await getTestCa();
-  const contexts = new Map<string, Promise<SecureContext>>();
-  const group = new Map<string, number>();
-  domains.forEach((d, i) => group.set(`mta-sts.${d}`, Math.floor(i / SANS)));
-  const contextOf = (g: number): Promise<SecureContext> => {
-    const k = String(g);
-    let c = contexts.get(k);
-    if (c === undefined) {
-      const names = domains.slice(g * SANS, g * SANS + SANS).map((d) => `mta-sts.${d}`);
-      c = ca.leaf(names).then((leaf) => createSecureContext({ cert: leaf.chainPem, key: leaf.keyPem }));
-      contexts.set(k, c);
-    }
-    return c;
-  };
-  // Make every certificate up front: the bench measures the daemon, not key generation.
-  const t0 = Date.now();
-  await Promise.all(Array.from({ length: Math.ceil(domains.length / SANS) }, (_, g) => contextOf(g)));
-  console.log(
-    `# policy host: ${Math.ceil(domains.length / SANS)} certificates (${SANS} names each) in ${Date.now() - t0} ms`,
-  );
-  const fallback = await ca.leaf(['default.test']);
-  let requests = 0;
-  const server = createHttpsServer(
-    {
-      cert: fallback.chainPem,
-      key: fallback.keyPem,
-      SNICallback(name, cb) {
-        const g = group.get(name.toLowerCase());
-        if (g === undefined) cb(new Error('unknown host'));
-        else contextOf(g).then((ctx) => cb(null, ctx), cb);
-      },
-    },
-    (req, res) => {
-      requests++;
-      const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
-      const d = host.replace(/^mta-sts\./, '');
-      res.writeHead(200, { 'content-type': 'text/plain' }).end(text(d));
-    },
-  );
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    caPem: ca.certPem,
-    requests: () => requests,
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
 }
 
 /** 1,000,000 requests pipelined over a few connections, written with client-side backpressure. */
@@ -521,7 +398,8 @@ export async function run(): Promise<void> {
   // The cold set costs a certificate per SANS hosts up front: only made when that phase runs.
   const cold = Array.from({ length: PHASES.has('cold') ? COLD : 0 }, (_, i) => fixtureDomain('cold', i));
   for (const d of [...warm, ...cold]) dns.mtaSts(d, { id: 'bench1' });
-  const host = await startPolicyHost([...warm, ...cold], policyFor);
+  // Names per certificate (MTASTSDB_BENCH_SANS, default 1: each host its own certificate).
+  const host = await startPolicyHost([...warm, ...cold], policyFor, { sans: envInt('MTASTSDB_BENCH_SANS', 1) });
   // Made last, so that a fixture failing to start leaves no directory behind.
   const dir = await mkdtemp(join(tmpdir(), 'mtastsdb-smbench-'));
   const caFile = join(dir, 'ca.pem');
