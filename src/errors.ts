@@ -28,6 +28,10 @@ export type ErrorCode =
   | 'ERR_MTASTSDB_STORE_CORRUPT'
   | 'ERR_MTASTSDB_STORE_READONLY'
   | 'ERR_MTASTSDB_CLOSED'
+  // A command that only reads found no store where it looked (nothing was created).
+  | 'ERR_MTASTSDB_STORE_MISSING'
+  // The daemon cannot listen on its socketmap or metrics address (in use, not on this host, no such directory).
+  | 'ERR_MTASTS_LISTEN'
   // Socketmap framing and requests.
   | 'ERR_MTASTS_NETSTRING'
   | 'ERR_MTASTS_SOCKETMAP_REQUEST'
@@ -54,6 +58,8 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'ERR_MTASTSDB_STORE_CORRUPT',
   'ERR_MTASTSDB_STORE_READONLY',
   'ERR_MTASTSDB_CLOSED',
+  'ERR_MTASTSDB_STORE_MISSING',
+  'ERR_MTASTS_LISTEN',
   'ERR_MTASTS_NETSTRING',
   'ERR_MTASTS_SOCKETMAP_REQUEST',
   'ERR_MTASTS_INTERNAL',

@@ -2,11 +2,13 @@ import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { MtaStsDb } from '../cache/mtastsdb.js';
 import type { Clock } from '../clock.js';
+import type { Config } from '../config/schema.js';
 import { createNodeResolver } from '../discovery/node-resolver.js';
 import type { DnsResolver } from '../discovery/resolver.js';
 import { MtaStsError } from '../errors.js';
 import type { FetchPolicyOptions } from '../fetch/fetcher.js';
 import type { Logger } from '../logger.js';
+import type { StoreTarget } from '../store/open-store.js';
 import type { PolicyStore } from '../store/policy-store.js';
 import { createTextLogger, LOG_LEVELS, type LogLevel } from './logger.js';
 
@@ -33,6 +35,7 @@ export interface CliRuntime {
 
 /** The global options (given before or after the subcommand name). */
 export interface GlobalOptions {
+  readonly config?: string;
   readonly store?: string;
   readonly dataDir?: string;
   readonly dnsServer?: readonly string[];
@@ -70,6 +73,12 @@ function dnsServer(value: string, previous: string[] | undefined): string[] {
 /** Adds the global options to the root command. */
 export function addGlobalOptions(program: Command): Command {
   return program
+    .addOption(
+      new Option(
+        '-c, --config <file>',
+        "the daemon's configuration (YAML): its store is the one read (default: MTASTSDB_CONFIG)",
+      ),
+    )
     .addOption(
       new Option('--store <url>', 'policy store: postgres://… or sqlite:/path (default: SQLite in the data dir)').env(
         'MTASTSDB_STORE',
@@ -111,12 +120,25 @@ export function addGlobalOptions(program: Command): Command {
     );
 }
 
-/** Where and how {@link CliContext.db} opens the database when a command knows better than the global options. */
+/** How {@link CliContext.db} opens the database. */
 export interface DbOptions {
-  readonly store?: string;
-  readonly dataDir?: string;
+  /**
+   * The command only reads or maintains what is cached: a missing store is
+   * `ERR_MTASTSDB_STORE_MISSING` (naming where it looked) and nothing is created.
+   */
+  readonly mustExist?: boolean;
   readonly txtRecheckSeconds?: number;
 }
+
+/** Where the store is, and which setting said so (for messages). */
+export interface StoreLocation {
+  readonly target: StoreTarget;
+  /** e.g. `--data-dir ./data`, `MTASTSDB_STORE`, `cache in /etc/mta-sts-daemon.yml`, `the default ./data`. */
+  readonly from: string;
+}
+
+/** Where an option's value came from: the command line, the environment, or neither. */
+export type OptionSource = (name: 'store' | 'dataDir') => 'cli' | 'env' | undefined;
 
 /**
  * Everything one command invocation needs, built lazily from the global options: a resolver, the
@@ -129,11 +151,55 @@ export class CliContext {
   private resolverValue: DnsResolver | undefined;
   private fetchOptionsValue: Promise<FetchPolicyOptions> | undefined;
   private dbValue: Promise<MtaStsDb> | undefined;
+  private configValue: Promise<Config> | undefined;
+  private readonly source: OptionSource;
 
-  constructor(runtime: CliRuntime, options: GlobalOptions) {
+  constructor(runtime: CliRuntime, options: GlobalOptions, source: OptionSource = () => undefined) {
     this.runtime = runtime;
     this.options = options;
+    this.source = source;
     this.logger = createTextLogger(runtime.stderr, options.logLevel ?? 'warn');
+  }
+
+  /**
+   * The daemon's configuration as the daemon reads it: `-c FILE`, else `MTASTSDB_CONFIG`, else the
+   * defaults; then the environment; then `--store`/`--data-dir`.
+   */
+  config(): Promise<Config> {
+    this.configValue ??= (async () => {
+      const { loadConfig } = await import('../config/load-config.js');
+      return loadConfig({
+        ...(this.options.config !== undefined ? { file: this.options.config } : {}),
+        overrides: {
+          ...(this.options.store !== undefined ? { store: this.options.store } : {}),
+          ...(this.options.dataDir !== undefined ? { dataDir: this.options.dataDir } : {}),
+        },
+        env: this.runtime.env,
+      });
+    })();
+    return this.configValue;
+  }
+
+  /** The store the daemon with the same configuration opens, and which setting chose it. */
+  async storeLocation(): Promise<StoreLocation> {
+    const config = await this.config();
+    const { resolveStoreTarget } = await import('../store/open-store.js');
+    // The configuration has already applied the environment: resolve without it.
+    const target = resolveStoreTarget(config.store !== undefined ? config.store : { dataDir: config.dataDir }, {});
+    const file = this.options.config ?? this.runtime.env.MTASTSDB_CONFIG;
+    const flag = (name: 'store' | 'dataDir', option: string, env: string): string | undefined => {
+      const src = this.source(name);
+      if (src === 'cli') return `${option} ${name === 'store' ? '…' : String(this.options[name])}`;
+      if (src === 'env') return env;
+      return undefined;
+    };
+    const from =
+      flag('store', '--store', 'MTASTSDB_STORE') ??
+      (config.store !== undefined && file !== undefined && file !== ''
+        ? `store/cache in ${file}`
+        : (flag('dataDir', '--data-dir', 'MTASTSDB_DATA_DIR') ??
+          (file !== undefined && file !== '' ? `data_dir in ${file}` : `the default data dir ${config.dataDir}`)));
+    return { target, from };
   }
 
   /** The signal aborted by SIGINT/SIGTERM. */
@@ -187,25 +253,26 @@ export class CliContext {
   }
 
   /** The policy store the database is on (for reads that must not touch `lastUse`). */
-  async store(): Promise<PolicyStore> {
-    return (await this.db()).store;
+  async store(options: DbOptions = {}): Promise<PolicyStore> {
+    return (await this.db(options)).store;
   }
 
   /**
-   * The policy database, without the refresher, on the store named by `--store`/`MTASTSDB_STORE`,
-   * else SQLite in `--data-dir`/`MTASTSDB_DATA_DIR` (default ./data). The first call opens it;
-   * `options` (used by `query`, which follows the daemon's configuration) only count then.
+   * The policy database, without the refresher, on the store the daemon would open (see
+   * {@link storeLocation}). The first call opens it; `options` only count then.
    */
   db(options: DbOptions = {}): Promise<MtaStsDb> {
     this.dbValue ??= (async () => {
+      const { target, from } = await this.storeLocation();
+      if (options.mustExist === true) {
+        const { requireExistingStore } = await import('../store/store-presence.js');
+        await requireExistingStore(target, from);
+      }
       const fetchOptions = await this.fetchOptions();
-      const store = options.store ?? this.options.store;
-      const dataDir = options.dataDir ?? this.options.dataDir;
       // Loaded on first use: `lookup` and `--help` never pay for the database modules.
       const { MtaStsDb } = await import('../cache/mtastsdb.js');
       return MtaStsDb.open({
-        ...(store !== undefined ? { store } : {}),
-        ...(dataDir !== undefined ? { dataDir } : {}),
+        store: target.kind === 'sqlite' ? target.path : target.url,
         ...(options.txtRecheckSeconds !== undefined ? { txtRecheckSeconds: options.txtRecheckSeconds } : {}),
         refresher: false,
         clock: this.runtime.clock,
@@ -236,7 +303,10 @@ export async function withContext<T>(
   runtime: CliRuntime,
   fn: (ctx: CliContext) => Promise<T>,
 ): Promise<T> {
-  const ctx = new CliContext(runtime, cmd.optsWithGlobals<GlobalOptions>());
+  const ctx = new CliContext(runtime, cmd.optsWithGlobals<GlobalOptions>(), (name) => {
+    const src: string | undefined = cmd.getOptionValueSourceWithGlobals(name);
+    return src === 'cli' ? 'cli' : src === 'env' ? 'env' : undefined;
+  });
   let result: T;
   try {
     result = await fn(ctx);

@@ -28,6 +28,8 @@ describe('exit statuses', () => {
     ['ERR_MTASTSDB_STORE', 6],
     ['ERR_MTASTSDB_STORE_CORRUPT', 6],
     ['ERR_MTASTSDB_BACKOFF', 7],
+    ['ERR_MTASTSDB_STORE_MISSING', 8],
+    ['ERR_MTASTS_LISTEN', 9],
     ['ERR_MTASTS_INTERNAL', 1],
   ];
   for (const [code, status] of table) {

@@ -23,6 +23,10 @@ export const EXIT = {
   STORE: 6,
   /** The cache holds a backoff record: a recent fetch failed and no policy applies. */
   BACKOFF: 7,
+  /** A command that reads the cache found no store where it looked (it creates none). */
+  STORE_MISSING: 8,
+  /** The daemon could not listen on its address (in use, not on this host, no such directory). */
+  LISTEN: 9,
   /** Interrupted by SIGINT/SIGTERM (128 + 2, as shells report it). */
   INTERRUPTED: 130,
 } as const;
@@ -50,6 +54,8 @@ export const EXIT_BY_CODE: Readonly<Record<ErrorCode, ExitStatus>> = {
   ERR_MTASTSDB_STORE_CORRUPT: EXIT.STORE,
   ERR_MTASTSDB_STORE_READONLY: EXIT.STORE,
   ERR_MTASTSDB_CLOSED: EXIT.STORE,
+  ERR_MTASTSDB_STORE_MISSING: EXIT.STORE_MISSING,
+  ERR_MTASTS_LISTEN: EXIT.LISTEN,
   // Socketmap framing errors reach the CLI only as bad input.
   ERR_MTASTS_NETSTRING: EXIT.USAGE,
   ERR_MTASTS_SOCKETMAP_REQUEST: EXIT.USAGE,

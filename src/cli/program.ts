@@ -58,11 +58,14 @@ export function buildProgram(runtime: CliRuntime): Command {
     .helpCommand(true)
     .addHelpText(
       'after',
-      '\nEnvironment: MTASTSDB_STORE, MTASTSDB_DATA_DIR, MTASTSDB_POLICY_PORT, MTASTSDB_LOG_LEVEL,\n' +
-        'MTASTSDB_ALLOW_PRIVATE_ADDRESSES=1.\n' +
+      '\nEnvironment: MTASTSDB_CONFIG, MTASTSDB_STORE, MTASTSDB_DATA_DIR, MTASTSDB_POLICY_PORT,\n' +
+        'MTASTSDB_LOG_LEVEL, MTASTSDB_ALLOW_PRIVATE_ADDRESSES=1.\n' +
+        'The store is found as the daemon finds it (-c, the environment, then --store/--data-dir);\n' +
+        'commands that only read or maintain the cache never create one.\n' +
         'Exit status: 0 ok, 1 internal error, 2 usage/config/invalid input, 3 no policy or not found,\n' +
         '4 temporary failure (DNS, fetch), 5 invalid published record/policy, 6 store error,\n' +
-        '7 backoff, 130 interrupted. Errors are printed on stderr as one line `CODE: message`.',
+        '7 backoff, 8 no store where the command looked, 9 serve cannot listen, 130 interrupted.\n' +
+        'Errors are printed on stderr as one line `CODE: message`.',
     );
   addGlobalOptions(program);
   program.addCommand(serve.command(runtime));

@@ -3,6 +3,8 @@
  * the metrics endpoint, and handles signals. Shutdown is ordered: stop accepting, answer what is
  * in flight, close the HTTP endpoint, close the database.
  */
+import { stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { MtaStsDb } from '../cache/mtastsdb.js';
 import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
@@ -15,7 +17,7 @@ import { createHttpsFetcher } from '../fetch/https-fetcher.js';
 import type { Logger } from '../logger.js';
 import { PrometheusMetrics } from '../metrics/prometheus.js';
 import { startSocketmapServer } from '../socketmap/server.js';
-import type { SocketmapServer } from '../socketmap/server.js';
+import type { SocketmapHandler, SocketmapListen, SocketmapServer } from '../socketmap/server.js';
 import { createSocketmapHandler } from './handler.js';
 import { startHttpEndpoint } from './http-endpoint.js';
 import type { HttpEndpoint } from './http-endpoint.js';
@@ -63,6 +65,37 @@ export interface Daemon {
 /** A DNS error our limits raise; lookupRecord classifies it as a temporary DNS failure. */
 function limitError(name: string, why: string): Error {
   return Object.assign(new Error(`TXT lookup of ${name} held back: ${why}`), { code: 'ERATELIMIT' });
+}
+
+/** Why a listen failed, in words, for the errno codes an operator meets. */
+const LISTEN_REASONS: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'the address is already in use',
+  EADDRNOTAVAIL: 'the address is not on this host',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  ENOENT: 'no such file or directory',
+  ENOTDIR: 'a path component is not a directory',
+  ENOTFOUND: 'the host name does not resolve',
+  EAI_AGAIN: 'the host name does not resolve',
+  EROFS: 'the file system is read-only',
+};
+
+/**
+ * A failure to listen as `ERR_MTASTS_LISTEN` (one line for the operator, no stack). Coded errors
+ * (a bad option, a live socket at the path) keep their code.
+ */
+function listenError(where: string, err: unknown, missingDir?: string): MtaStsError {
+  if (err instanceof MtaStsError) return err;
+  // Node reports a Unix socket in a missing directory as EACCES: say what is wrong instead.
+  const code = missingDir !== undefined ? 'ENOENT' : (err as NodeJS.ErrnoException | null)?.code;
+  const reason =
+    missingDir !== undefined
+      ? `the directory ${missingDir} does not exist`
+      : (code !== undefined && LISTEN_REASONS[code]) || (err instanceof Error ? err.message : String(err));
+  return new MtaStsError('ERR_MTASTS_LISTEN', `cannot listen on ${where}: ${reason}${code ? ` (${code})` : ''}`, {
+    cause: err,
+    ...(code !== undefined ? { details: { errno: code } } : {}),
+  });
 }
 
 /** Keys whose change needs a restart; reload warns about them. */
@@ -142,50 +175,76 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     },
   };
 
-  const ppf = config.proactivePolicyFetching;
-  const db = await MtaStsDb.open({
-    ...(config.store !== undefined ? { store: config.store } : { dataDir: config.dataDir }),
-    refresher: ppf.enabled,
-    txtRecheckSeconds: config.cacheGraceSeconds,
-    memoryCache: { entries: config.memoryCache.entries, seconds: config.memoryCache.ttlSeconds },
-    clock,
-    resolver,
-    fetcher,
-    logger: logger.child({ component: 'cache' }),
+  // Listen first, open the store second: a daemon that cannot listen (address in use, not on
+  // this host, socket directory missing) exits before it has created or touched any store.
+  // Requests that arrive in the few milliseconds until the store is open wait for it.
+  let db: MtaStsDb | undefined;
+  let resolveHandler: (h: SocketmapHandler) => void = () => {};
+  let rejectHandler: (err: unknown) => void = () => {};
+  const handlerReady = new Promise<SocketmapHandler>((res, rej) => {
+    resolveHandler = res;
+    rejectHandler = rej;
+  });
+  handlerReady.catch(() => {}); // a failed open is reported by startDaemon itself
+
+  const listen: SocketmapListen =
+    config.path !== undefined
+      ? { path: config.path, ...(config.mode !== undefined ? { mode: config.mode } : {}) }
+      : { host: config.host, port: config.port };
+  const server = await startSocketmapServer({
+    listen,
+    handler: async (name, key, signal) => (await handlerReady)(name, key, signal),
+    maxConnections: limits.maxConnections,
+    maxInFlightPerConnection: limits.maxInFlightPerConnection,
+    requestLimit: limits.requestLimit,
+    reusePort: config.reusePort,
+    logger: logger.child({ component: 'socketmap' }),
     metrics,
-    ...(ppf.concurrencyLimit !== undefined ? { refresherOptions: { concurrency: ppf.concurrencyLimit } } : {}),
+  }).catch(async (err: unknown) => {
+    if (!('path' in listen)) throw listenError(`${listen.host}:${listen.port}`, err);
+    const dir = dirname(listen.path);
+    const dirMissing = await stat(dir).then(
+      () => false,
+      (e: NodeJS.ErrnoException) => e.code === 'ENOENT',
+    );
+    throw listenError(`socket ${listen.path}`, err, dirMissing ? dir : undefined);
   });
 
-  let server: SocketmapServer;
   let http: HttpEndpoint | undefined;
   try {
-    server = await startSocketmapServer({
-      listen:
-        config.path !== undefined
-          ? { path: config.path, ...(config.mode !== undefined ? { mode: config.mode } : {}) }
-          : { host: config.host, port: config.port },
-      handler: createSocketmapHandler({ db, config: () => config, logger, metrics }),
-      maxConnections: limits.maxConnections,
-      maxInFlightPerConnection: limits.maxInFlightPerConnection,
-      requestLimit: limits.requestLimit,
-      reusePort: config.reusePort,
-      logger: logger.child({ component: 'socketmap' }),
-      metrics,
-    });
     if (config.metrics.enabled) {
       http = await startHttpEndpoint({
         host: config.metrics.host,
         port: config.metrics.port,
         metrics: async () => ({ text: await metrics.text(), contentType: metrics.contentType }),
         // A point read: cheap on any store size, and it fails when the store does.
-        health: async () => (await db.store.get('healthz.invalid'), !db.closed),
+        health: async () => db !== undefined && (await db.store.get('healthz.invalid'), !db.closed),
         logger,
+      }).catch((err: unknown) => {
+        throw listenError(`metrics ${config.metrics.host}:${config.metrics.port}`, err);
       });
     }
+    const ppf = config.proactivePolicyFetching;
+    db = await MtaStsDb.open({
+      ...(config.store !== undefined ? { store: config.store } : { dataDir: config.dataDir }),
+      refresher: ppf.enabled,
+      txtRecheckSeconds: config.cacheGraceSeconds,
+      memoryCache: { entries: config.memoryCache.entries, seconds: config.memoryCache.ttlSeconds },
+      clock,
+      resolver,
+      fetcher,
+      logger: logger.child({ component: 'cache' }),
+      metrics,
+      ...(ppf.concurrencyLimit !== undefined ? { refresherOptions: { concurrency: ppf.concurrencyLimit } } : {}),
+    });
   } catch (err) {
-    await db.close().catch(() => {});
+    rejectHandler(err);
+    await http?.close().catch(() => {});
+    await server.close(0).catch(() => {});
     throw err;
   }
+  const openDb: MtaStsDb = db;
+  resolveHandler(createSocketmapHandler({ db: openDb, config: () => config, logger, metrics }));
 
   let closing: Promise<void> | undefined;
   let resolveClosed: () => void = () => {};
@@ -202,7 +261,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       // The database waits for its own work (refresher step, deferred lastUse writes); bound it.
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        db.close(),
+        openDb.close(),
         new Promise<void>((resolve) => {
           timer = setTimeout(
             () => {
@@ -262,7 +321,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   return {
     address: server.address,
     ...(http !== undefined ? { metricsAddress: http.address } : {}),
-    db,
+    db: openDb,
     metrics,
     config: () => config,
     reload,

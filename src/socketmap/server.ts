@@ -419,7 +419,6 @@ export async function startSocketmapServer(options: SocketmapServerOptions): Pro
       logger.warn({ maxConnections, dropped, remote: data?.remoteAddress }, 'socketmap connection limit reached');
     }
   });
-  server.on('error', (err) => logger.error({ err }, 'socketmap server error'));
 
   const { listen: where } = options;
   let address: SocketmapServer['address'];
@@ -441,6 +440,8 @@ export async function startSocketmapServer(options: SocketmapServerOptions): Pro
       throw new MtaStsError('ERR_MTASTS_INTERNAL', 'no TCP address after listen');
     address = { host: a.address, port: a.port };
   }
+  // Only once listening: a failed listen is the caller's error to report, not a log line with a stack.
+  server.on('error', (err) => logger.error({ err }, 'socketmap server error'));
   logger.info({ address }, 'socketmap server listening');
 
   let closing: Promise<void> | null = null;

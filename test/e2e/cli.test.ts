@@ -10,12 +10,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import pg from 'pg';
 import { requireOrSkip } from '../helpers/ci.js';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server.js';
@@ -285,6 +287,13 @@ function seedLines(): string {
     line('fresh.test', { lastUse: -HOUR, validEnd: DAY }),
     line('back.test', { backoff: true, lastUse: -3 * HOUR, validEnd: 5 * 60_000, lastUpdate: -60_000 }),
   ].join('\n');
+}
+
+/** A data dir with an empty store (read-only commands refuse a missing one). */
+async function emptyStore(): Promise<string> {
+  const dir = await dataDir();
+  assertStatus(await mtastsdb(['--data-dir', dir, 'import'], { input: '' }), 0);
+  return dir;
 }
 
 async function seeded(): Promise<string> {
@@ -577,7 +586,7 @@ describe('mtastsdb CLI', { concurrency: true }, () => {
   });
 
   it('show of a domain not in the cache exits 3', async () => {
-    const dir = await dataDir();
+    const dir = await emptyStore();
     const [human, json] = await Promise.all([
       mtastsdb(['--data-dir', dir, 'show', 'absent.test']),
       mtastsdb(['--data-dir', dir, 'show', '--json', 'absent.test']),
@@ -738,7 +747,7 @@ describe('mtastsdb CLI', { concurrency: true }, () => {
   });
 
   it('query prints what the daemon would answer Postfix', async () => {
-    const dir = await dataDir();
+    const dir = await emptyStore();
     const config = join(dir, 'mtastsdb.yml');
     await writeFile(
       config,
@@ -1020,5 +1029,201 @@ describe('mtastsdb CLI', { concurrency: true }, () => {
       },
     });
     assertFailure(run, 130, 'ERR_MTASTS_ABORTED', /interrupted/);
+  });
+});
+
+describe('mtastsdb CLI: no store created by reading, no store opened without listening', { concurrency: true }, () => {
+  it('read-only and maintenance commands on a missing store exit 8 naming the path, and create nothing', async () => {
+    const parent = await dataDir();
+    const missing = join(parent, 'typo');
+    const args: string[][] = [
+      ['list'],
+      ['show', 'good.test'],
+      ['export'],
+      ['query', 'good.test'],
+      ['delete', 'good.test'],
+      ['purge'],
+      ['purge', '--dry-run'],
+      ['refresh'],
+    ];
+    const runs = await Promise.all(args.map((a) => mtastsdb(['--data-dir', missing, ...net(), ...a])));
+    runs.forEach((run, i) => {
+      assertFailure(run, 8, 'ERR_MTASTSDB_STORE_MISSING', new RegExp(`${join(missing, 'mtasts.db')}.*--data-dir`));
+      assert.equal(run.stdout, '', args[i]?.join(' '));
+    });
+    assert.equal(existsSync(missing), false, 'no directory was created');
+    assert.deepEqual(readdirSync(parent), []);
+    // Commands that write the cache create it, as the daemon does.
+    assertStatus(await mtastsdb(['--data-dir', missing, ...net(), 'get', 'good.test']), 0);
+    assert.equal(existsSync(join(missing, 'mtasts.db')), true);
+  });
+
+  it('an empty file or an SQLite file without our tables is no store; a resolver cache gets the import command', async () => {
+    const dir = await dataDir();
+    const empty = join(dir, 'empty.db');
+    await writeFile(empty, '');
+    const resolverFile = join(dir, 'cache.db');
+    const db = new Database(resolverFile);
+    db.exec('create table sts_policy_cache (domain text, ts integer, pol_id text, pol_body text)');
+    db.close();
+    const [e, r] = await Promise.all([
+      mtastsdb(['--store', `sqlite:${empty}`, 'list']),
+      mtastsdb(['--store', `sqlite:${resolverFile}`, 'export']),
+    ]);
+    assertFailure(e, 8, 'ERR_MTASTSDB_STORE_MISSING', /empty file; from --store/);
+    assertFailure(
+      r,
+      8,
+      'ERR_MTASTSDB_STORE_MISSING',
+      new RegExp(`no mtastsdb tables.*mtastsdb import --from-postfix-mta-sts-resolver ${resolverFile}`),
+    );
+    // Nothing was added to the file: still only the resolver's table.
+    const after = new Database(resolverFile, { readonly: true });
+    const tables = after.prepare("select name from sqlite_schema where type = 'table'").pluck().all();
+    after.close();
+    assert.deepEqual(tables, ['sts_policy_cache']);
+  });
+
+  it("commands find the daemon's store as the daemon does: -c, MTASTSDB_CONFIG, then flags win", async () => {
+    const dir = await seeded();
+    const other = join(await dataDir(), 'elsewhere');
+    const config = join(await dataDir(), 'mtastsdb.yml');
+    await writeFile(config, `data_dir: ${dir}\n`);
+    const storeConfig = join(await dataDir(), 'store.yml');
+    await writeFile(storeConfig, `cache:\n  type: sqlite\n  options:\n    filename: ${join(other, 'x.db')}\n`);
+    const domains = (run: Run): unknown[] => jsonLines(run.stdout).map((r) => r.domain);
+    const [byFlag, byEnv, flagWins, envDirWins, fromCache] = await Promise.all([
+      mtastsdb(['-c', config, 'list', '--json']),
+      mtastsdb(['list', '--json'], { env: { MTASTSDB_CONFIG: config } }),
+      mtastsdb(['-c', config, '--data-dir', other, 'list']),
+      mtastsdb(['-c', config, 'list'], { env: { MTASTSDB_DATA_DIR: other } }),
+      mtastsdb(['-c', storeConfig, 'show', 'fresh.test']),
+    ]);
+    assertStatus(byFlag, 0);
+    assert.deepEqual(domains(byFlag), ['fresh.test', 'back.test', 'expired.test', 'old.test']);
+    assertStatus(byEnv, 0);
+    assert.deepEqual(domains(byEnv), domains(byFlag));
+    assertFailure(flagWins, 8, 'ERR_MTASTSDB_STORE_MISSING', new RegExp(`from --data-dir ${other}\\)`));
+    assertFailure(envDirWins, 8, 'ERR_MTASTSDB_STORE_MISSING', /from MTASTSDB_DATA_DIR\)/);
+    assertFailure(
+      fromCache,
+      8,
+      'ERR_MTASTSDB_STORE_MISSING',
+      new RegExp(`x\\.db .*from store/cache in ${storeConfig}\\)`),
+    );
+    assert.equal(existsSync(other), false);
+  });
+
+  it('serve: a port in use, an address not on this host, a socket in a missing directory exit 9 with one line and create nothing', async () => {
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    const busyPort = (busy.address() as { port: number }).port;
+    const parent = await dataDir();
+    const data = join(parent, 'data');
+    try {
+      const serve = (...a: string[]): Promise<Run> =>
+        mtastsdb(['--data-dir', data, 'serve', '--log-format', 'text', ...a]);
+      const metricsConfig = join(parent, 'metrics.yml');
+      await writeFile(metricsConfig, `metrics:\n  enabled: true\n  port: ${busyPort}\n`);
+      const [inUse, notHere, noDir, metrics] = await Promise.all([
+        serve('--port', String(busyPort)),
+        serve('--host', '192.0.2.1', '--port', '8461'),
+        serve('--path', join(parent, 'no', 'such', 'dir', 'mta-sts.sock')),
+        mtastsdb(['--data-dir', data, '-c', metricsConfig, 'serve', '--port', '0']),
+      ]);
+      assertFailure(
+        inUse,
+        9,
+        'ERR_MTASTS_LISTEN',
+        new RegExp(`127\\.0\\.0\\.1:${busyPort}: the address is already in use \\(EADDRINUSE\\)$`),
+      );
+      assertFailure(
+        notHere,
+        9,
+        'ERR_MTASTS_LISTEN',
+        /192\.0\.2\.1:8461: the address is not on this host \(EADDRNOTAVAIL\)$/,
+      );
+      assertFailure(
+        noDir,
+        9,
+        'ERR_MTASTS_LISTEN',
+        /mta-sts\.sock: the directory \S+\/no\/such\/dir does not exist \(ENOENT\)$/,
+      );
+      assertFailure(
+        metrics,
+        9,
+        'ERR_MTASTS_LISTEN',
+        new RegExp(`metrics 127\\.0\\.0\\.1:${busyPort}: the address is already in use`),
+      );
+      for (const run of [inUse, notHere, noDir, metrics]) {
+        assert.doesNotMatch(run.stdout, /\n\s+at |"stack"|error/i, `no stack and no error log line: ${run.stdout}`);
+      }
+      assert.deepEqual(readdirSync(parent), ['metrics.yml'], 'no data directory, no store, no socket');
+    } finally {
+      busy.close();
+    }
+  });
+
+  it('purge --dry-run prints what would be deleted and deletes nothing', async () => {
+    const dir = await seeded();
+    const [human, json, expiredOnly] = await Promise.all([
+      mtastsdb(['--data-dir', dir, 'purge', '--dry-run']),
+      mtastsdb(['--data-dir', dir, 'purge', '--dry-run', '--json']),
+      mtastsdb(['--data-dir', dir, 'purge', '--dry-run', '--expired']),
+    ]);
+    assertStatus(human, 0);
+    const lines = human.stdout.trimEnd().split('\n');
+    assert.match(lines[0] ?? '', /^expired\.test {2}expired {2}valid until \S+ \S+ {2}last use /);
+    assert.match(lines[1] ?? '', /^old\.test {2}unused {2}/);
+    assert.equal(lines[2], 'would purge 2 records (expired or unused for 180 days; dry run, nothing deleted)');
+    assertStatus(json, 0);
+    assert.deepEqual(
+      jsonLines(json.stdout).map((r) => [r.domain, r.reasons]),
+      [
+        ['expired.test', ['expired']],
+        ['old.test', ['unused']],
+      ],
+    );
+    assert.match(expiredOnly.stdout, /^expired\.test .*\nwould purge 1 record \(expired; dry run/);
+    const list = await mtastsdb(['--data-dir', dir, 'list', '--json']);
+    assert.equal(jsonLines(list.stdout).length, 4, 'nothing deleted');
+    const real = await mtastsdb(['--data-dir', dir, 'purge', '--json']);
+    assert.deepEqual(JSON.parse(real.stdout), { deleted: 2 }, 'the dry run listed what purge deletes');
+  });
+
+  it('refresh --from-file warms the cache from a list (file or stdin); an invalid name stops before any lookup', async () => {
+    const dir = await dataDir();
+    const list = join(dir, 'domains.txt');
+    await writeFile(list, '# domains we send to\ngood.test\n\ntesting.test  # a comment\nGOOD.test.\nnopolicy.test\n');
+    const fromFile = await mtastsdb(['--data-dir', dir, ...net(), 'refresh', '--from-file', list, '--json']);
+    assertStatus(fromFile, 0);
+    assert.deepEqual(JSON.parse(fromFile.stdout), {
+      checked: 3,
+      unchanged: 0,
+      updated: 2,
+      failed: 1,
+      deleted: 0,
+      skipped: 0,
+    });
+    const fromStdin = await mtastsdb(['--data-dir', dir, ...net(), 'refresh', '--from-file', '-'], {
+      input: 'none.test\r\ngood.test\r\n',
+    });
+    assertStatus(fromStdin, 0);
+    assert.match(fromStdin.stdout, /^checked 2: 1 unchanged, 1 updated, 0 failed, 0 deleted\n$/);
+    const listed = await mtastsdb(['--data-dir', dir, 'list', '--json']);
+    assert.deepEqual(
+      jsonLines(listed.stdout)
+        .map((r) => r.domain)
+        .sort(),
+      ['good.test', 'none.test', 'nopolicy.test', 'testing.test'],
+    );
+    const bad = join(dir, 'bad.txt');
+    await writeFile(bad, 'fresh1.test\nnot a domain\n');
+    const fresh = await dataDir();
+    const invalid = await mtastsdb(['--data-dir', fresh, ...net(), 'refresh', '--from-file', bad]);
+    assertFailure(invalid, 2, 'ERR_MTASTS_USAGE', new RegExp(`${bad} line 2: `));
+    assert.equal(dns.queries('_mta-sts.fresh1.test'), 0, 'no lookup before the whole list is valid');
+    const unreadable = await mtastsdb(['--data-dir', fresh, 'refresh', '--from-file', join(dir, 'nope.txt')]);
+    assertFailure(unreadable, 2, 'ERR_MTASTS_USAGE', /cannot read .*nope\.txt/);
   });
 });

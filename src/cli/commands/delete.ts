@@ -10,7 +10,8 @@ export function command(runtime: CliRuntime): Command {
     .summary('delete the cached record of a domain')
     .description(
       'Removes <domain> from the cache; the next get or daemon query discovers it again.\n\n' +
-        'Exit status: 0 deleted, 3 no record for the domain, 6 store error, 2 invalid domain.',
+        'Exit status: 0 deleted, 3 no record for the domain, 6 store error, 8 no store there (none is created), ' +
+        '2 invalid domain.',
     )
     .argument('<domain>', 'the recipient domain')
     .option('--json', 'print {"deleted": n}')
@@ -18,7 +19,7 @@ export function command(runtime: CliRuntime): Command {
       const domain = domainArgument(name);
       const json = this.opts<{ json?: boolean }>().json === true;
       await withContext(this, runtime, async (ctx) => {
-        const db = await ctx.db();
+        const db = await ctx.db({ mustExist: true });
         const deleted = (await db.delete(domain)) ? 1 : 0;
         if (json) await writeJsonLine(runtime.stdout, { deleted });
         else await write(runtime.stdout, `deleted ${deleted} record${deleted === 1 ? '' : 's'}\n`);

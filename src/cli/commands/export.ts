@@ -11,11 +11,13 @@ export function command(runtime: CliRuntime): Command {
       'Streams every record (newest last use first) as one JSON object per line: domain, inserted, ' +
         'validEnd, lastUpdate, lastUse (ISO 8601), backoff, recordId, policy and the exact ' +
         'policyText. For backups and for moving a cache between stores:\n\n' +
-        '  mtastsdb export --data-dir /var/lib/mtastsdb | mtastsdb import --store postgres://…',
+        '  mtastsdb export --data-dir /var/lib/mtastsdb | mtastsdb import --store postgres://…\n\n' +
+        'Exit status: 0 exported, 6 store error, 8 no store there (none is created: an export from ' +
+        'the wrong place fails instead of writing an empty backup).',
     )
     .action(async function (this: Command) {
       await withContext(this, runtime, async (ctx) => {
-        const db = await ctx.db();
+        const db = await ctx.db({ mustExist: true });
         const progress = new Progress(runtime.stderr, runtime.clock);
         let n = 0;
         try {

@@ -44,7 +44,8 @@ export function command(runtime: CliRuntime): Command {
     .description(
       'Streams the cached records (never loading them all), most recently used first, then by ' +
         'domain. Filters combine (all must match). Prints a table, or JSON lines with --json ' +
-        '(the export format without policyText).',
+        '(the export format without policyText).\n\n' +
+        'Exit status: 0 listed (also when empty), 6 store error, 8 no store there (none is created).',
     )
     .option('--expired', 'only records whose policy has expired (valid until is past)')
     .option('--backoff', 'only backoff records (a recent fetch failed)')
@@ -57,7 +58,7 @@ export function command(runtime: CliRuntime): Command {
     .action(async function (this: Command) {
       const flags = this.opts<ListFlags>();
       await withContext(this, runtime, async (ctx) => {
-        const db = await ctx.db();
+        const db = await ctx.db({ mustExist: true });
         const now = runtime.clock.now();
         const filter: ListOptions = {
           ...(flags.expired === true ? { validEndBefore: new Date(now) } : {}),

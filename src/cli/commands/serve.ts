@@ -23,7 +23,6 @@ function explicit<T>(cmd: Command, name: string): T | undefined {
 }
 
 interface ServeOptions {
-  readonly config?: string;
   readonly host?: string;
   readonly port?: number;
   readonly path?: string;
@@ -47,10 +46,11 @@ export function command(runtime?: CliRuntime): Command {
         'Signals: SIGTERM/SIGINT stop accepting, answer requests in flight (shutdown_timeout) and ' +
         'close the database; SIGHUP reloads the configuration (zones, log level) without dropping ' +
         'connections.\n\n' +
+        'The socketmap address (and the metrics address) is bound before the store is opened: a ' +
+        'daemon that cannot listen exits at once and creates nothing.\n\n' +
         'Exit status: 0 after a clean shutdown, 2 invalid configuration or flags, 6 store error, ' +
-        '1 anything else (e.g. the address is in use).',
+        '9 cannot listen (address in use, not on this host, socket directory missing), 1 a bug.',
     )
-    .option('-c, --config <file>', 'YAML configuration (postfix-mta-sts-resolver format)')
     .option('--host <host>', 'TCP listen address (default 127.0.0.1)')
     .option('--port <port>', 'TCP port (default 8461; 0 picks a free one)', port)
     .option('--path <socket>', 'listen on this Unix socket instead of TCP')
@@ -67,6 +67,7 @@ export function command(runtime?: CliRuntime): Command {
       // This process is the daemon: size its heap for a long-running server.
       const heapFlags = tuneDaemonHeap();
       const opts = this.opts<ServeOptions>();
+      const configFile = explicit<string>(this, 'config');
       const env = runtime?.env ?? process.env;
       const dataDir = explicit<string>(this, 'dataDir');
       const store = explicit<string>(this, 'store');
@@ -80,7 +81,7 @@ export function command(runtime?: CliRuntime): Command {
         ...(logLevel !== undefined ? { logLevel } : {}),
         ...(opts.logFormat !== undefined ? { logFormat: opts.logFormat } : {}),
       };
-      const load = () => loadConfig({ ...(opts.config !== undefined ? { file: opts.config } : {}), overrides, env });
+      const load = () => loadConfig({ ...(configFile !== undefined ? { file: configFile } : {}), overrides, env });
       const config = await load();
 
       // Global options meant for labs and tests: DNS servers, extra CAs, policy port, private addresses.

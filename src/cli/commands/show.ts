@@ -12,7 +12,8 @@ export function command(runtime: CliRuntime): Command {
     .description(
       'Prints the record the cache holds for <domain>, expired and backoff records included, with ' +
         'the exact policy text. Reads the store only: no DNS, no fetch, and last use is not updated.\n\n' +
-        'Exit status: 0 shown, 3 no record for the domain, 6 store error, 2 invalid domain.',
+        'Exit status: 0 shown, 3 no record for the domain, 6 store error, 8 no store there (none is created), ' +
+        '2 invalid domain.',
     )
     .argument('<domain>', 'the recipient domain')
     .option('--json', 'print the record as one JSON object (the export format)')
@@ -20,7 +21,7 @@ export function command(runtime: CliRuntime): Command {
       const domain = domainArgument(name);
       const json = this.opts<{ json?: boolean }>().json === true;
       await withContext(this, runtime, async (ctx) => {
-        const store = await ctx.store();
+        const store = await ctx.store({ mustExist: true });
         const r = await store.get(domain.name());
         if (r === undefined) throw new MtaStsError('ERR_MTASTSDB_NOT_FOUND', `no cached record for ${domain.name()}`);
         if (json) {
