@@ -1,5 +1,6 @@
 // Lint: typescript-eslint's recommended rules plus the import direction of STYLE.md:
-// cli, daemon -> socketmap -> cache -> store, discovery, fetch, dane -> rfc8461. Nothing imports cli/ or daemon/.
+// cli, daemon -> socketmap -> decision -> cache -> store, discovery, fetch, dane -> rfc8461. Nothing imports cli/ or
+// daemon/. The decision is pure: of the cache and DANE it reads only their state types.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -44,7 +45,16 @@ export default tseslint.config(
     [drivers],
   ),
   restrict(['src/store/**'], up('cache', 'socketmap', 'daemon', 'cli', 'config', 'discovery', 'fetch')),
-  restrict(['src/cache/**'], up('socketmap', 'daemon', 'cli', 'config'), [drivers]),
+  restrict(['src/cache/**'], up('socketmap', 'daemon', 'cli', 'config', 'decision'), [drivers]),
+  restrict(
+    ['src/decision/**'],
+    [
+      ...up('socketmap', 'daemon', 'cli', 'config', 'store', 'discovery', 'fetch', 'metrics', 'cache', 'dane'),
+      '!../cache/types.js',
+      '!../dane/dane-state.js',
+    ],
+    [drivers],
+  ),
   restrict(['src/socketmap/**', 'src/metrics/**', 'src/config/**'], up('daemon', 'cli'), [drivers]),
   restrict(['src/daemon/**'], up('cli'), [drivers]),
 );

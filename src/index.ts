@@ -32,10 +32,19 @@ export type { PostgresStore, PostgresStoreOptions } from './store/postgres-store
 export type { Metrics } from './metrics/metrics.js';
 export { noopMetrics } from './metrics/metrics.js';
 export type { TlsrptResult, TlsrptFailureDetails, TlsrptResultType, TlsrptPolicyType } from './cache/tlsrpt.js';
-export { MtaStsDb, DEFAULT_LAST_USE_RESOLUTION_SECONDS } from './cache/mtastsdb.js';
-export type { GetOptions } from './cache/mtastsdb.js';
-export type { GetOutcome, MtaStsDbOptions, PolicyDatabase, PurgeOptions, RefreshSummary } from './cache/types.js';
-export type { RefresherOptions } from './cache/refresher.js';
+export { MtaStsDb } from './cache/mtastsdb.js';
+export { DEFAULT_LAST_USE_RESOLUTION_SECONDS } from './cache/tunables.js';
+export type { GetOptions, StsStateOptions } from './cache/mtastsdb.js';
+export type {
+  GetOutcome,
+  MtaStsDbOptions,
+  PolicyDatabase,
+  PolicySource,
+  PurgeOptions,
+  RefresherOptions,
+  RefreshSummary,
+  StsState,
+} from './cache/types.js';
 export { BACKOFF_REASON, FALLBACK_SUFFIX } from './cache/tlsrpt-report.js';
 /** The Go package's API (`init`, `get`, `upsert`, `policyRecords`, `close`, `ErrNotFound`, `ErrBackoff`) on one default database. */
 export * as mtastsdb from './cache/module-api.js';
@@ -47,6 +56,9 @@ export {
   POSTFIX_REPLY_LIMIT,
 } from './socketmap/netstring.js';
 export type { NetstringDecoderOptions, NetstringErrorReason } from './socketmap/netstring.js';
+export { decide, formatDecision, needsDane } from './decision/decide.js';
+export type { Decision, DecisionZone, TlsrptAttributes } from './decision/decide.js';
+export type { DaneState, DaneStateKind } from './dane/dane-state.js';
 export { parseRequest, normalizeKey, formatReply, NOTFOUND_REPLY } from './socketmap/protocol.js';
 export type { SocketmapRequest, NormalizedKey, ReplyOutcome, ReplyZone } from './socketmap/protocol.js';
 export { startSocketmapServer } from './socketmap/server.js';

@@ -15,43 +15,32 @@ import { isMtaStsError, MtaStsError } from '../errors.js';
 import { createHttpsFetcher } from '../fetch/https-fetcher.js';
 import type { FetchedPolicy, PolicyFetcher } from '../fetch/fetcher.js';
 import { silentLogger, type Logger } from '../logger.js';
-import { noopMetrics, type FetchResult, type GetResult, type Metrics } from '../metrics/metrics.js';
-import { Domain, parseDomain } from '../rfc8461/domain.js';
-import { BACKOFF_SECONDS } from '../rfc8461/limits.js';
-import { effectiveMaxAgeSeconds, formatPolicy, type Policy } from '../rfc8461/policy.js';
+import { noopMetrics, type GetResult, type Metrics } from '../metrics/metrics.js';
+import { asDomain, type Domain } from '../rfc8461/domain.js';
+import { policyTextOf, type Policy } from '../rfc8461/policy.js';
 import type { StsRecord } from '../rfc8461/record.js';
 import { MemoryCachedStore } from '../store/memory-cached-store.js';
 import { openStore } from '../store/open-store.js';
 import type { ListOptions, PolicyRecord, PolicyStore } from '../store/policy-store.js';
 import { Refresher } from './refresher.js';
-import { deadline, shareSignal, type Deadline } from './deadline.js';
+import { deadline, Deadlines, shareSignal, TIMED_OUT, type Deadline } from './deadline.js';
+import { fallbackToCached, fetchResult, GraceOutcome, isFetchFailure, type Flown } from './outcomes.js';
+import { confirmedRecord, newRecord, validEndOf } from './policy-record.js';
+import { RememberedPolicies } from './remembered-policies.js';
 import { SingleFlight } from './single-flight.js';
 import { backoffDetails, failureDetails, noPolicyResult, policyResult, stsFailureResult } from './tlsrpt-report.js';
-import type { GetOutcome, MtaStsDbOptions, PolicyDatabase, PurgeOptions, RefreshSummary } from './types.js';
-
-/** Bound of a discovery (TXT lookup and policy fetch) for a domain not cached: mox's one minute. */
-export const DISCOVERY_TIMEOUT_MS = 60_000;
-/** Bound of the TXT check of a cached policy: mox's 30 s. */
-export const TXT_CHECK_TIMEOUT_MS = 30_000;
-/** Bound of the fetch of a policy announced by a new TXT id (the fetcher's own default is 60 s too). */
-export const REFETCH_TIMEOUT_MS = 60_000;
-/** Deferred `lastUse` writes are flushed after at most this long… */
-export const USE_FLUSH_MS = 1000;
-/** …or once this many domains are waiting. */
-export const USE_FLUSH_ENTRIES = 1000;
-/**
- * Default resolution of `lastUse`: a hit within this many seconds of the stored `lastUse` is not
- * written again. `lastUse` serves the 180-day eviction and the listing order, for which a minute is
- * precise enough; writing it on every hit would make every lookup a random row write (measured:
- * 25–50 µs per row in SQLite, more than the lookup itself).
- */
-export const DEFAULT_LAST_USE_RESOLUTION_SECONDS = 60;
-/** Default of `memoryCache.entries`. */
-export const DEFAULT_MEMORY_CACHE_ENTRIES = 10_000;
-/** With this many uses waiting, a lookup that adds one waits for the flush in progress. */
-const USE_BACKPRESSURE_ENTRIES = 10 * USE_FLUSH_ENTRIES;
-/** If the store keeps refusing `lastUse` writes, at most this many wait in memory. */
-const MAX_PENDING_USES = 100_000;
+import {
+  DEFAULT_LAST_USE_RESOLUTION_SECONDS,
+  DEFAULT_MEMORY_CACHE_ENTRIES,
+  DEFAULT_REMEMBERED_POLICIES,
+  DEFAULT_REMEMBERED_POLICY_BYTES,
+  DISCOVERY_TIMEOUT_MS,
+  REFETCH_TIMEOUT_MS,
+  STORE_READ_FLOOR_MS,
+  TXT_CHECK_TIMEOUT_MS,
+} from './tunables.js';
+import type { GetOutcome, MtaStsDbOptions, PolicyDatabase, PurgeOptions, RefreshSummary, StsState } from './types.js';
+import { UseRecorder } from './use-recorder.js';
 
 /** Per-call options of {@link MtaStsDb.get}. */
 export interface GetOptions {
@@ -61,95 +50,36 @@ export interface GetOptions {
   readonly resolver?: DnsResolver;
 }
 
-/**
- * RFC 8461 §3.3 and mox: after a failed fetch the domain is treated as not doing MTA-STS for five
- * minutes. Stored as a policy in mode `none` with max_age 300 and `backoff: true`.
- */
-const BACKOFF_POLICY: Policy = Object.freeze({
-  version: 'STSv1',
-  mode: 'none',
-  mx: Object.freeze([]),
-  maxAgeSeconds: BACKOFF_SECONDS,
-  extensions: Object.freeze([]),
-}) as Policy;
-
-/** What one shared network step produced, with the metric label for it. */
-interface Flown {
-  readonly outcome: GetOutcome;
-  readonly result: GetResult;
+/** Per-call options of {@link MtaStsDb.stsState}. */
+export interface StsStateOptions {
+  /** Ends this caller's wait (the client went away); shared work for other callers carries on. */
+  readonly signal?: AbortSignal;
+  /** How long the answer may take (the zone timeout), ms; the discovery itself carries on. */
+  readonly timeoutMs: number;
 }
 
-/**
- * RFC 8461 §3.3 and §10: a failure (DNS, fetch, another node's write) leaves a valid cached policy
- * in force; report the failure with it.
- */
-function fallbackToCached(d: Domain, cached: PolicyRecord, err: unknown, enforcing: boolean): Flown {
-  return {
-    outcome: {
-      policy: cached.policy,
-      fresh: false,
-      report: policyResult(d, cached.policy, cached.policyText, [failureDetails(err, enforcing)]),
-      record: cached,
-    },
-    result: 'ok',
-  };
-}
+const NO_MTA_STS: StsState = Object.freeze({ kind: 'none' });
 
-/**
- * A policy answered from the cache within the TXT recheck grace: the daemon's every warm answer.
- * The TLSRPT result is built when first read (most callers never read it).
- */
-class GraceOutcome implements GetOutcome {
-  readonly fresh = true;
-  #report: GetOutcome['report'] | undefined;
-
-  constructor(
-    private readonly domain: Domain,
-    readonly record: PolicyRecord,
-  ) {}
-
-  get policy(): Policy {
-    return this.record.policy;
-  }
-
-  get report(): GetOutcome['report'] {
-    this.#report ??= policyResult(this.domain, this.record.policy, this.record.policyText);
-    return this.#report;
-  }
-
-  toJSON(): GetOutcome {
-    return { policy: this.policy, fresh: this.fresh, report: this.report, record: this.record };
-  }
-}
-
-function toDomain(domain: string | Domain): Domain {
-  return domain instanceof Domain ? domain : parseDomain(domain);
-}
-
-function fetchResult(err: unknown): FetchResult {
-  if (isMtaStsError(err, 'ERR_MTASTS_NO_POLICY')) return 'no_policy';
-  if (isMtaStsError(err, 'ERR_MTASTS_POLICY_SYNTAX')) return 'invalid';
-  return 'error';
-}
-
-/** A failed fetch that means "back off" (RFC 8461 §3.3), as opposed to a bug or bad usage. */
-function isFetchFailure(err: unknown): boolean {
-  return isMtaStsError(err, 'ERR_MTASTS_NO_POLICY', 'ERR_MTASTS_POLICY_FETCH', 'ERR_MTASTS_POLICY_SYNTAX');
-}
-
-function textOf(policy: Policy): string {
-  try {
-    return formatPolicy(policy);
-  } catch {
-    return '';
+/** A short reason for `TEMP`, safe to show, from what made an answer fail. */
+function tempReason(err: unknown): string {
+  if (!isMtaStsError(err)) return 'MTA-STS lookup failed';
+  switch (err.code) {
+    case 'ERR_MTASTS_DNS':
+      return 'MTA-STS DNS lookup failed';
+    case 'ERR_MTASTSDB_CLOSED':
+      return 'MTA-STS daemon shutting down';
+    case 'ERR_MTASTS_ABORTED':
+      return 'MTA-STS lookup aborted';
+    default:
+      return err.code.startsWith('ERR_MTASTSDB_STORE') ? 'MTA-STS policy store unavailable' : 'MTA-STS lookup failed';
   }
 }
 
 /**
  * The MTA-STS policy database. Open with {@link MtaStsDb.open}; close with {@link MtaStsDb.close}.
  *
- * Decisions where mox or the issue left room (each also noted at the code):
- * - `lastUse` writes are deferred: a hit records the time in memory and a batch is written with
+ * Decisions where mox left room (each also noted at the code):
+ * - `lastUse` writes are deferred ({@link UseRecorder}): a hit records the time in memory and a batch is written with
  *   `store.touch` every second, every 1000 domains, before listing or purging, and on `close()`.
  *   A hit within `lastUseResolutionSeconds` (default 60) of the stored `lastUse` is not recorded
  *   again (0 records every hit, as mox does).
@@ -173,16 +103,16 @@ export class MtaStsDb implements PolicyDatabase {
   private readonly logger: Logger;
   private readonly metrics: Metrics;
   private readonly txtRecheckMs: number;
-  private readonly useResolutionMs: number;
+  private readonly uses: UseRecorder;
+  /** The last policy answered per domain, for an unreadable store (see {@link stsState}). */
+  private readonly remembered: RememberedPolicies;
+  private readonly deadlines = new Deadlines();
   private readonly flights = new SingleFlight<string, Flown>();
   private readonly refresher: Refresher;
   /** Aborted by close(): ends network work in progress and the refresher's sleeps. */
   private readonly closeAbort = new AbortController();
   private readonly closeSignal = shareSignal(this.closeAbort.signal);
   private readonly ops = new Set<Promise<unknown>>();
-  private pendingUses = new Map<string, number>();
-  private flushTimer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
   private constructor(backing: PolicyStore, ownsStore: boolean, options: MtaStsDbOptions) {
@@ -225,7 +155,11 @@ export class MtaStsDb implements PolicyDatabase {
         `lastUseResolutionSeconds must be a number ≥ 0, got ${String(resolution)}`,
       );
     }
-    this.useResolutionMs = resolution * 1000;
+    this.uses = new UseRecorder(store, this.logger, resolution * 1000);
+    this.remembered = new RememberedPolicies(
+      options.rememberedPolicies ?? DEFAULT_REMEMBERED_POLICIES,
+      options.rememberedPolicyBytes ?? DEFAULT_REMEMBERED_POLICY_BYTES,
+    );
     this.refresher = new Refresher(
       {
         store,
@@ -235,6 +169,7 @@ export class MtaStsDb implements PolicyDatabase {
         logger: this.logger,
         metrics: this.metrics,
         flushUses: () => this.flushUses(),
+        discover: (d, signal) => this.getOutcome(d, { signal }),
       },
       options.refresherOptions,
     );
@@ -282,7 +217,7 @@ export class MtaStsDb implements PolicyDatabase {
 
   /** `lastUse` writes waiting in memory (see the class comment). */
   get pendingUseCount(): number {
-    return this.pendingUses.size;
+    return this.uses.pending;
   }
 
   /** True once `close()` was called. */
@@ -321,13 +256,7 @@ export class MtaStsDb implements PolicyDatabase {
     const rec = this.memory !== undefined ? await this.memory.recent(key) : await this.store.get(key);
     // mox: only records with validEnd after now count.
     if (rec === undefined || rec.validEnd.getTime() <= now) return undefined;
-    // A use within the resolution of the stored one changes nothing worth a write.
-    if (now - rec.lastUse.getTime() >= this.useResolutionMs) {
-      this.markUsed(key, now);
-      // Lookups faster than the store takes their uses (a million first uses after a restart):
-      // wait for the flush in progress rather than hold ever more uses in memory.
-      if (this.pendingUses.size >= USE_BACKPRESSURE_ENTRIES && this.flushing !== undefined) await this.flushing;
-    }
+    await this.uses.use(key, rec.lastUse.getTime(), now);
     return { ...rec, lastUse: new Date(now) };
   }
 
@@ -340,7 +269,7 @@ export class MtaStsDb implements PolicyDatabase {
    */
   async lookup(domain: string | Domain): Promise<PolicyRecord> {
     this.checkOpen();
-    const d = toDomain(domain);
+    const d = asDomain(domain);
     const rec = await this.track(this.find(d.name(), this.clock.now()));
     if (rec === undefined) {
       throw new MtaStsError('ERR_MTASTSDB_NOT_FOUND', `no valid cached MTA-STS policy for ${d.name()}`);
@@ -379,10 +308,118 @@ export class MtaStsDb implements PolicyDatabase {
     return this.track(this.getOutcome(domain, options));
   }
 
+  /**
+   * The MTA-STS state of `domain` for an answer due within `options.timeoutMs`, every fallback
+   * applied (the one place RFC 8461 §10's "never weaker than the cache" is decided):
+   *
+   * 1. {@link get} answers in time → its policy (`fresh`, or `fallback` when a TXT check or fetch
+   *    failed) or `none`.
+   * 2. It fails or runs out of time → the cache alone, bounded (a store that hangs must not hang the
+   *    MTA): a valid cached policy → `fallback`; the cache says nothing usable is cached → `temp`.
+   * 3. The cache cannot be read (store errors, closed, hung) → the last policy answered for the
+   *    domain while it is valid (`remembered`), else `temp` with `storeUnreadable`: the store may
+   *    hold an enforced policy.
+   *
+   * The discovery is shared and carries on after the deadline, so the next answer finds it cached.
+   * Never rejects.
+   */
+  async stsState(domain: string | Domain, options: StsStateOptions): Promise<StsState> {
+    let d: Domain;
+    try {
+      d = asDomain(domain);
+    } catch {
+      return NO_MTA_STS; // not a host name: no policy can exist for it
+    }
+    const key = d.name();
+    const bound = this.deadlines.add(options.timeoutMs);
+    let failure: unknown;
+    try {
+      const got = this.get(d, options.signal !== undefined ? { signal: options.signal } : {});
+      // After a timeout nobody awaits `got`; its late failure is expected, not unhandled.
+      got.catch(() => {});
+      const outcome = await Promise.race([got, bound.expired]);
+      if (outcome !== TIMED_OUT) return this.answered(d, outcome);
+      failure = new MtaStsError('ERR_MTASTS_ABORTED', 'MTA-STS lookup timed out', { details: { timeout: true } });
+    } catch (err) {
+      if (isMtaStsError(err, 'ERR_MTASTS_DOMAIN')) return NO_MTA_STS;
+      failure = err;
+      if (isMtaStsError(err)) this.logger.debug({ code: err.code, domain: key }, 'policy lookup failed');
+      else this.logger.error({ err, domain: key }, 'policy lookup failed unexpectedly');
+    } finally {
+      this.deadlines.remove(bound);
+    }
+    const reason =
+      isMtaStsError(failure, 'ERR_MTASTS_ABORTED') && failure.details.timeout === true
+        ? 'MTA-STS lookup timed out'
+        : tempReason(failure);
+
+    // RFC 8461 §10: whatever failed, a cached policy still applies until it expires.
+    let readErr: unknown;
+    try {
+      const rec = await this.readBounded(d, bound.at - performance.now());
+      this.remembered.remember(key, rec.policy, rec.policyText, rec.validEnd.getTime());
+      return { kind: 'policy', domain: d.ascii, policy: rec.policy, policyText: rec.policyText, source: 'fallback' };
+    } catch (err) {
+      readErr = err;
+    }
+    if (isMtaStsError(readErr, 'ERR_MTASTSDB_BACKOFF', 'ERR_MTASTSDB_NOT_FOUND')) {
+      // The cache answered: nothing usable is cached.
+      this.remembered.forget(key);
+      return { kind: 'temp', reason, storeUnreadable: false };
+    }
+    // The cache could not be read, so we do not know what it holds; it may hold an enforced policy.
+    const r = this.remembered.recall(key, this.clock.now());
+    this.logger.warn(
+      { err: readErr, domain: key, answer: r !== undefined ? 'remembered policy' : 'TEMP' },
+      'policy store unreadable; answering from memory or deferring',
+    );
+    if (r !== undefined) {
+      return { kind: 'policy', domain: d.ascii, policy: r.policy, policyText: r.policyText, source: 'remembered' };
+    }
+    return {
+      kind: 'temp',
+      reason: isMtaStsError(readErr) ? tempReason(readErr) : 'MTA-STS policy store unavailable',
+      storeUnreadable: true,
+    };
+  }
+
+  /** The state of a `get` answer, remembered (or forgotten) for an unreadable store. */
+  private answered(d: Domain, outcome: GetOutcome): StsState {
+    const key = d.name();
+    const { policy, record } = outcome;
+    if (policy === null) {
+      // The store answered that nothing applies (no MTA-STS, back-off): memory follows it.
+      this.remembered.forget(key);
+      return NO_MTA_STS;
+    }
+    // Not `outcome.report`: building the TLSRPT result is left to those who read it.
+    const policyText = policyTextOf(policy, record?.policyText);
+    const validEnd =
+      record !== undefined && !record.backoff
+        ? record.validEnd.getTime()
+        : validEndOf(policy, this.clock.now()).getTime();
+    this.remembered.remember(key, policy, policyText, validEnd);
+    return { kind: 'policy', domain: d.ascii, policy, policyText, source: outcome.fresh ? 'fresh' : 'fallback' };
+  }
+
+  /** {@link lookup} within `ms` (at least {@link STORE_READ_FLOOR_MS}): a store that hangs must not hang the answer. */
+  private async readBounded(d: Domain, ms: number): Promise<PolicyRecord> {
+    const bound = this.deadlines.add(Math.max(ms, STORE_READ_FLOOR_MS));
+    try {
+      const found = this.lookup(d);
+      found.catch(() => {});
+      const r = await Promise.race([found, bound.expired]);
+      if (r === TIMED_OUT) throw new MtaStsError('ERR_MTASTSDB_STORE_BUSY', 'cache lookup timed out');
+      return r;
+    } finally {
+      this.deadlines.remove(bound);
+    }
+  }
+
   private async getOutcome(domain: string | Domain, options: GetOptions): Promise<GetOutcome> {
     let result: GetResult = 'error';
     try {
-      const d = toDomain(domain);
+      const d = asDomain(domain);
       const key = d.name();
       const now = this.clock.now();
       const resolver = options.resolver ?? this.resolver;
@@ -587,48 +624,20 @@ export class MtaStsDb implements PolicyDatabase {
     } catch (err) {
       this.logger.error({ err, domain: key }, 'storing the MTA-STS policy failed, continuing with the fetched policy');
       const now = new Date(this.clock.now());
-      return this.makeRecord(key, recordId, fetched.policy, fetched.text, now, now);
+      return newRecord(key, recordId, fetched.policy, fetched.text, now, now);
     }
   }
 
   /** `lastUpdate` = now and validity extended by max_age, after the TXT id was confirmed. */
   private async confirm(cached: PolicyRecord): Promise<PolicyRecord> {
     const now = this.clock.now();
-    const rec: PolicyRecord = {
-      ...cached,
-      lastUpdate: new Date(now),
-      validEnd: new Date(now + effectiveMaxAgeSeconds(cached.policy) * 1000),
-      lastUse: new Date(now),
-    };
+    const rec: PolicyRecord = { ...confirmedRecord(cached, now), lastUse: new Date(now) };
     await this.store.put(rec);
     return rec;
   }
 
   // ---------------------------------------------------------------------------------------------
   // upsert and other writes
-
-  private makeRecord(
-    key: string,
-    recordId: string,
-    policy: Policy | null,
-    policyText: string | undefined,
-    now: Date,
-    inserted: Date,
-  ): PolicyRecord {
-    const p = policy ?? BACKOFF_POLICY;
-    return {
-      domain: key,
-      inserted,
-      // RFC 8461 §3.2: max_age is capped to 31557600 s when cached.
-      validEnd: new Date(now.getTime() + effectiveMaxAgeSeconds(p) * 1000),
-      lastUpdate: now,
-      lastUse: now,
-      backoff: policy === null,
-      recordId,
-      policy: p,
-      policyText: policyText !== undefined && policyText !== '' ? policyText : textOf(p),
-    };
-  }
 
   /** Upsert without the open check (used by get while closing). */
   private async write(
@@ -640,7 +649,7 @@ export class MtaStsDb implements PolicyDatabase {
     const now = new Date(this.clock.now());
     const existing = await this.store.get(key);
     // `inserted` is when the domain was first cached: kept across overwrites.
-    const rec = this.makeRecord(key, recordId, policy, policyText, now, existing?.inserted ?? now);
+    const rec = newRecord(key, recordId, policy, policyText, now, existing?.inserted ?? now);
     const written = await this.store.put(rec);
     if (!written) {
       // Another node stored a newer record meanwhile (fleet); it wins.
@@ -657,7 +666,7 @@ export class MtaStsDb implements PolicyDatabase {
    */
   async upsert(domain: string | Domain, recordId: string, policy: Policy | null, policyText?: string): Promise<void> {
     this.checkOpen();
-    const key = toDomain(domain).name();
+    const key = asDomain(domain).name();
     await this.track(this.write(key, recordId, policy, policyText));
   }
 
@@ -673,8 +682,9 @@ export class MtaStsDb implements PolicyDatabase {
   /** Deletes the record of `domain`; true when there was one. */
   async delete(domain: string | Domain): Promise<boolean> {
     this.checkOpen();
-    const key = toDomain(domain).name();
-    this.pendingUses.delete(key);
+    const key = asDomain(domain).name();
+    this.uses.forget(key);
+    this.remembered.forget(key);
     return this.track(this.store.delete(key));
   }
 
@@ -684,34 +694,7 @@ export class MtaStsDb implements PolicyDatabase {
    */
   async purge(options: PurgeOptions = {}): Promise<number> {
     this.checkOpen();
-    return this.track(
-      (async () => {
-        await this.flushUses();
-        const sweeps: ListOptions[] = [];
-        if (options.expiredBefore !== undefined) sweeps.push({ validEndBefore: options.expiredBefore });
-        if (options.unusedSince !== undefined) sweeps.push({ usedBefore: options.unusedSince });
-        if (sweeps.length === 0) sweeps.push({ validEndBefore: new Date(this.clock.now()) });
-        let deleted = 0;
-        for (const filter of sweeps) {
-          // List a batch, delete it, list again: never delete under a running listing.
-          for (;;) {
-            const batch: string[] = [];
-            for await (const r of this.store.list({ ...filter, pageSize: 1000 })) {
-              batch.push(r.domain);
-              if (batch.length >= 1000) break;
-            }
-            let n = 0;
-            for (const domain of batch) {
-              options.signal?.throwIfAborted();
-              if (await this.store.delete(domain)) n++;
-            }
-            deleted += n;
-            if (batch.length < 1000 || n === 0) break;
-          }
-        }
-        return deleted;
-      })(),
-    );
+    return this.track(this.refresher.purge(options));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -755,115 +738,17 @@ export class MtaStsDb implements PolicyDatabase {
         }),
       );
     }
-    return this.track(this.refreshDomains(domains, signal, options.onProgress));
+    return this.track(
+      this.refresher.refreshDomains(domains, {
+        signal,
+        ...(options.onProgress !== undefined ? { onProgress: options.onProgress } : {}),
+      }),
+    );
   }
 
-  private async refreshDomains(
-    domains: readonly string[],
-    signal: AbortSignal,
-    onProgress: ((done: number, total: number) => void) | undefined,
-  ): Promise<RefreshSummary> {
-    const counts = { checked: 0, unchanged: 0, updated: 0, failed: 0, deleted: 0 };
-    let next = 0;
-    let done = 0;
-    onProgress?.(0, domains.length);
-    const worker = async (): Promise<void> => {
-      while (next < domains.length) {
-        signal.throwIfAborted();
-        const name = domains[next++]!;
-        counts.checked++;
-        try {
-          const d = toDomain(name);
-          const cur = await this.store.get(d.name());
-          if (cur !== undefined) {
-            // Explicit refresh: due whatever its lastUpdate (updatedBefore just after now).
-            const r = await this.refresher.refreshRecord(cur, {
-              updatedBefore: new Date(this.clock.now() + 1),
-              signal,
-            });
-            if (r === 'unchanged' || r === 'updated' || r === 'failed' || r === 'deleted') counts[r]++;
-          } else {
-            const out = await this.getOutcome(d, { signal });
-            if (out.policy !== null) counts.updated++;
-            else counts.failed++;
-          }
-        } catch (err) {
-          if (signal.aborted) throw err;
-          this.logger.error({ err, domain: name }, 'refreshing MTA-STS policy');
-          counts.failed++;
-        }
-        onProgress?.(++done, domains.length);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(4, domains.length) }, worker));
-    return counts;
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // lastUse bookkeeping
-
-  /** Records a use in memory; written in batches (see the class comment). */
-  private markUsed(key: string, now: number): void {
-    this.pendingUses.set(key, now);
-    if (this.pendingUses.size >= USE_FLUSH_ENTRIES) {
-      // One flush at a time; the one running starts the next when it ends (see flushUses).
-      if (this.flushing === undefined) void this.flushUses();
-    } else {
-      this.scheduleFlush();
-    }
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushTimer !== undefined || this.pendingUses.size === 0 || this.closeAbort.signal.aborted) return;
-    this.flushTimer = setTimeout(() => {
-      this.flushTimer = undefined;
-      void this.flushUses();
-    }, USE_FLUSH_MS);
-    // A pending flush never keeps the process alive; close() flushes what is left.
-    this.flushTimer.unref();
-  }
-
-  private dropOldestUses(): void {
-    for (const k of this.pendingUses.keys()) {
-      if (this.pendingUses.size <= MAX_PENDING_USES) break;
-      this.pendingUses.delete(k);
-    }
-  }
-
-  /** Writes the deferred `lastUse` times now (one batch at a time). Never throws: failures are logged and kept. */
-  async flushUses(): Promise<void> {
-    while (this.flushing !== undefined) await this.flushing;
-    if (this.flushTimer !== undefined) {
-      clearTimeout(this.flushTimer);
-      this.flushTimer = undefined;
-    }
-    if (this.pendingUses.size === 0) return;
-    const batch = this.pendingUses;
-    this.pendingUses = new Map();
-    const flush = (async () => {
-      let written = false;
-      try {
-        const uses = Array.from(batch, ([domain, t]) => ({ domain, lastUse: new Date(t) }));
-        await this.store.touch(uses);
-        written = true;
-      } catch (err) {
-        this.logger.error({ err, count: batch.size }, 'recording MTA-STS policy use (lastUse) failed; will retry');
-        for (const [k, t] of batch) {
-          const newer = this.pendingUses.get(k);
-          if (newer === undefined || newer < t) this.pendingUses.set(k, t);
-        }
-        this.dropOldestUses();
-      } finally {
-        this.flushing = undefined;
-      }
-      // Uses recorded meanwhile: a full batch is written now, a partial one (or a retry after a
-      // failure) by the timer. close() writes what is left itself.
-      if (this.closeAbort.signal.aborted) return;
-      if (written && this.pendingUses.size >= USE_FLUSH_ENTRIES) void this.flushUses();
-      else this.scheduleFlush();
-    })();
-    this.flushing = flush;
-    await flush;
+  /** Writes the deferred `lastUse` times now. Never throws: failures are logged and kept. */
+  flushUses(): Promise<void> {
+    return this.uses.flush();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -885,14 +770,7 @@ export class MtaStsDb implements PolicyDatabase {
     await this.refresher.stop();
     while (this.ops.size > 0) await Promise.allSettled([...this.ops]);
     await this.flights.idle();
-    await this.flushUses();
-    if (this.pendingUses.size > 0) {
-      // One more try: a transient store fault should not lose them.
-      await this.flushUses();
-      if (this.pendingUses.size > 0) {
-        this.logger.error({ count: this.pendingUses.size }, 'lastUse updates could not be written before close');
-      }
-    }
+    await this.uses.close();
     if (this.ownsStore) await this.store.close();
     else this.memory?.clear();
   }

@@ -46,39 +46,26 @@ import type { DnsResolver } from '../discovery/resolver.js';
 import { isMtaStsError, MtaStsError } from '../errors.js';
 import type { FetchedPolicy, PolicyFetcher } from '../fetch/fetcher.js';
 import type { Logger } from '../logger.js';
-import type { FetchResult, Metrics, RefreshResult } from '../metrics/metrics.js';
-import { parseDomain, type Domain } from '../rfc8461/domain.js';
+import type { Metrics, RefreshResult } from '../metrics/metrics.js';
+import { asDomain, parseDomain, type Domain } from '../rfc8461/domain.js';
 import { REFRESH_AFTER_SECONDS, REFRESH_INTERVAL_SECONDS, UNUSED_DELETE_SECONDS } from '../rfc8461/limits.js';
-import { effectiveMaxAgeSeconds, type Mode } from '../rfc8461/policy.js';
+import type { Mode } from '../rfc8461/policy.js';
 import type { StsRecord } from '../rfc8461/record.js';
-import type { PolicyRecord, PolicyStore } from '../store/policy-store.js';
+import type { ListOptions, PolicyRecord, PolicyStore } from '../store/policy-store.js';
+import { yieldToEventLoop } from '../event-loop.js';
+import { Semaphore } from '../semaphore.js';
 import { deadline, shareSignal } from './deadline.js';
-import type { RefreshSummary } from './types.js';
-
-/** The refreshes of one pass are spread over this long (mox: 3 hours). */
-export const REFRESH_SPREAD_SECONDS = 3 * 3600;
-/** Upper bound of one record's refresh (TXT lookup plus fetch), as mox's one minute. */
-export const REFRESH_STEP_TIMEOUT_MS = 60_000;
-/** Default lease of a claimed record: long enough for a step, short enough to recover from a dead node. */
-export const DEFAULT_LEASE_SECONDS = 600;
-/** Default number of records refreshed at once. */
-export const DEFAULT_REFRESH_CONCURRENCY = 4;
-/** Default number of records read, shuffled and worked through at a time. */
-export const DEFAULT_REFRESH_BATCH = 1000;
-
-/** Tuning of the refresher. All optional. */
-export interface RefresherOptions {
-  /** Records refreshed at once. Default 4. */
-  readonly concurrency?: number;
-  /** Lease taken on a record before refreshing it. Default 600 s. */
-  readonly leaseSeconds?: number;
-  /** Records read and shuffled at a time. Default 1000. */
-  readonly batchSize?: number;
-  /** This node's id in leases. Default a random UUID. */
-  readonly owner?: string;
-  /** Random numbers in [0, 1) for the shuffle and the jitter. Default `Math.random`. */
-  readonly random?: () => number;
-}
+import { fetchResult } from './outcomes.js';
+import { confirmedRecord, validEndOf } from './policy-record.js';
+import {
+  DEFAULT_LEASE_SECONDS,
+  DEFAULT_REFRESH_BATCH,
+  DEFAULT_REFRESH_CONCURRENCY,
+  REFRESH_SPREAD_SECONDS,
+  REFRESH_STEP_TIMEOUT_MS,
+  REFRESH_YIELD_EVERY_RECORDS,
+} from './tunables.js';
+import type { GetOutcome, PurgeOptions, RefresherOptions, RefreshSummary } from './types.js';
 
 /** What the refresher works with. */
 export interface RefresherDeps {
@@ -90,6 +77,8 @@ export interface RefresherDeps {
   readonly metrics: Metrics;
   /** Called before records are judged by `lastUse`, so deferred `lastUse` writes are in the store. */
   readonly flushUses?: () => Promise<void>;
+  /** Discovers a domain that is not cached (refresh by name), as the cache's `get` does. */
+  readonly discover?: (domain: Domain, signal: AbortSignal) => Promise<GetOutcome>;
 }
 
 /** Options of one pass. */
@@ -104,66 +93,8 @@ type Counts = { -readonly [K in keyof RefreshSummary]: RefreshSummary[K] };
 
 const STRENGTH: Readonly<Record<Mode, number>> = { none: 0, testing: 1, enforce: 2 };
 
-/**
- * Lets timers and I/O run. The SQLite store answers synchronously, so a walk over many records
- * would otherwise run as one chain of microtasks and starve the event loop (a daemon would stop
- * answering while the refresher counts a million records).
- */
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-/** Records processed between two {@link yieldToEventLoop} calls. */
-const YIELD_EVERY = 64;
-
 function aborted(signal: AbortSignal): MtaStsError {
   return new MtaStsError('ERR_MTASTS_ABORTED', 'refresh aborted', { cause: signal.reason });
-}
-
-/** A counting semaphore whose waits end when the signal aborts. */
-class Limiter {
-  private active = 0;
-  private readonly waiters: Array<() => void> = [];
-  private readonly running = new Set<Promise<void>>();
-
-  constructor(private readonly max: number) {}
-
-  /** Runs `task` once a slot is free; resolves when it has started (not finished). */
-  async start(task: () => Promise<void>, signal: AbortSignal): Promise<void> {
-    while (this.active >= this.max) {
-      if (signal.aborted) throw aborted(signal);
-      await new Promise<void>((resolve) => {
-        const wake = (): void => {
-          signal.removeEventListener('abort', wake);
-          resolve();
-        };
-        this.waiters.push(wake);
-        signal.addEventListener('abort', wake, { once: true });
-      });
-    }
-    if (signal.aborted) throw aborted(signal);
-    this.active++;
-    // Tasks report their own failures; a rejection here must not go unhandled.
-    const p = task()
-      .catch(() => {})
-      .finally(() => {
-        this.active--;
-        this.running.delete(p);
-        this.waiters.shift()?.();
-      });
-    this.running.add(p);
-  }
-
-  /** Resolves once every started task has finished. */
-  async drain(): Promise<void> {
-    while (this.running.size > 0) await Promise.allSettled([...this.running]);
-  }
-}
-
-function fetchResult(err: unknown): FetchResult {
-  if (isMtaStsError(err, 'ERR_MTASTS_NO_POLICY')) return 'no_policy';
-  if (isMtaStsError(err, 'ERR_MTASTS_POLICY_SYNTAX')) return 'invalid';
-  return 'error';
 }
 
 /** Runs refresh passes every 24 h (see the module comment). */
@@ -175,6 +106,8 @@ export class Refresher {
   private readonly leaseMs: number;
   private readonly batchSize: number;
   private readonly random: () => number;
+  /** The one worker pool: passes, refresh by name and their steps share its slots. */
+  private readonly pool: Semaphore;
   private loopAbort: AbortController | undefined;
   private loop: Promise<void> | undefined;
 
@@ -185,6 +118,27 @@ export class Refresher {
     this.leaseMs = Math.max(1, options.leaseSeconds ?? DEFAULT_LEASE_SECONDS) * 1000;
     this.batchSize = Math.max(1, Math.floor(options.batchSize ?? DEFAULT_REFRESH_BATCH));
     this.random = options.random ?? Math.random;
+    this.pool = new Semaphore(this.concurrency);
+  }
+
+  /** Starts `task` once a slot of the pool is free; resolves when it has started (not finished). */
+  private async launch(task: () => Promise<void>, signal: AbortSignal, running: Set<Promise<void>>): Promise<void> {
+    if (signal.aborted) throw aborted(signal);
+    const release = await this.pool.acquire(signal).catch(() => {
+      throw aborted(signal);
+    });
+    // Tasks report their own failures; a rejection here must not go unhandled.
+    const p: Promise<void> = task()
+      .catch(() => {})
+      .finally(() => {
+        release();
+        running.delete(p);
+      });
+    running.add(p);
+  }
+
+  private static async drain(running: Set<Promise<void>>): Promise<void> {
+    while (running.size > 0) await Promise.allSettled([...running]);
   }
 
   /** True while the periodic loop runs. */
@@ -255,7 +209,7 @@ export class Refresher {
     const spread = options.spread !== false && total > 1;
     const interval = spread ? (REFRESH_SPREAD_SECONDS * 1000) / (total - 1) : 0;
 
-    const limiter = new Limiter(this.concurrency);
+    const running = new Set<Promise<void>>();
     let done = 0;
     let slot = 0;
     try {
@@ -269,19 +223,23 @@ export class Refresher {
             const wait = Math.ceil(due - clock.now());
             if (wait > 0) await clock.sleep(wait, signal);
           }
-          if (++slot % YIELD_EVERY === 0) await yieldToEventLoop();
-          await limiter.start(async () => {
-            const result = await this.refreshRecord(pr, { updatedBefore, signal });
-            counts.checked++;
-            if (result === 'unchanged' || result === 'updated' || result === 'failed' || result === 'deleted') {
-              counts[result]++;
-            }
-            options.onProgress?.(++done, Math.max(total, done));
-          }, signal);
+          if (++slot % REFRESH_YIELD_EVERY_RECORDS === 0) await yieldToEventLoop();
+          await this.launch(
+            async () => {
+              const result = await this.refreshRecord(pr, { updatedBefore, signal });
+              counts.checked++;
+              if (result === 'unchanged' || result === 'updated' || result === 'failed' || result === 'deleted') {
+                counts[result]++;
+              }
+              options.onProgress?.(++done, Math.max(total, done));
+            },
+            signal,
+            running,
+          );
         }
       }
     } finally {
-      await limiter.drain();
+      await Refresher.drain(running);
     }
     if (signal.aborted) throw aborted(signal);
     try {
@@ -294,12 +252,20 @@ export class Refresher {
 
   /** Deletes records whose `lastUse` is before `usedBefore`; returns how many. */
   private async deleteUnused(usedBefore: Date, signal: AbortSignal): Promise<number> {
-    const { store, metrics, logger } = this.deps;
+    const deleted = await this.deleteListed({ usedBefore }, signal);
+    if (deleted > 0)
+      this.deps.logger.info({ count: deleted, usedBefore }, 'deleted mta-sts policies unused for 180 days');
+    return deleted;
+  }
+
+  /** Deletes the records `filter` lists; returns how many. */
+  private async deleteListed(filter: ListOptions, signal: AbortSignal): Promise<number> {
+    const { store, metrics } = this.deps;
     let deleted = 0;
     // Collect a batch, then delete it, then list again: never delete under a running listing.
     for (;;) {
       const batch: PolicyRecord[] = [];
-      for await (const r of store.list({ usedBefore, pageSize: this.batchSize })) {
+      for await (const r of store.list({ ...filter, pageSize: this.batchSize })) {
         batch.push(r);
         if (batch.length >= this.batchSize) break;
       }
@@ -316,8 +282,79 @@ export class Refresher {
       // A batch that deleted nothing (someone else is deleting, or a store refuses) ends the sweep.
       if (batch.length < this.batchSize || n === 0) break;
     }
-    if (deleted > 0) logger.info({ count: deleted, usedBefore }, 'deleted mta-sts policies unused for 180 days');
     return deleted;
+  }
+
+  /**
+   * Deletes records expired before `expiredBefore` and records unused since `unusedSince` (either
+   * or both; with neither, records expired now). Returns how many were deleted (CLI `purge`).
+   */
+  async purge(options: PurgeOptions = {}): Promise<number> {
+    await this.deps.flushUses?.();
+    const signal = options.signal ?? new AbortController().signal;
+    const sweeps: ListOptions[] = [];
+    if (options.expiredBefore !== undefined) sweeps.push({ validEndBefore: options.expiredBefore });
+    if (options.unusedSince !== undefined) sweeps.push({ usedBefore: options.unusedSince });
+    if (sweeps.length === 0) sweeps.push({ validEndBefore: new Date(this.deps.clock.now()) });
+    let deleted = 0;
+    for (const filter of sweeps) deleted += await this.deleteListed(filter, signal);
+    return deleted;
+  }
+
+  /**
+   * Refreshes the named domains now, through the pool: a cached one by the refresher's step
+   * (due whatever its `lastUpdate`), one not cached by a discovery as `get` does.
+   */
+  async refreshDomains(
+    names: readonly string[],
+    options: { readonly signal: AbortSignal; readonly onProgress?: (done: number, total: number) => void },
+  ): Promise<RefreshSummary> {
+    const { store, clock, logger } = this.deps;
+    const { signal, onProgress } = options;
+    const counts: Counts = { checked: 0, unchanged: 0, updated: 0, failed: 0, deleted: 0 };
+    const running = new Set<Promise<void>>();
+    let done = 0;
+    onProgress?.(0, names.length);
+    try {
+      for (const name of names) {
+        signal.throwIfAborted();
+        await this.launch(
+          async () => {
+            counts.checked++;
+            try {
+              const d = asDomain(name);
+              const cur = await store.get(d.name());
+              if (cur !== undefined) {
+                // Explicit refresh: due whatever its lastUpdate (updatedBefore just after now).
+                const r = await this.refreshRecord(cur, { updatedBefore: new Date(clock.now() + 1), signal });
+                if (r === 'unchanged' || r === 'updated' || r === 'failed' || r === 'deleted') counts[r]++;
+              } else if (this.deps.discover !== undefined) {
+                const out = await this.deps.discover(d, signal);
+                if (out.policy !== null) counts.updated++;
+                else counts.failed++;
+              } else {
+                counts.failed++;
+              }
+            } catch (err) {
+              if (!signal.aborted) {
+                logger.error({ err, domain: name }, 'refreshing MTA-STS policy');
+                counts.failed++;
+              }
+            }
+            onProgress?.(++done, names.length);
+          },
+          signal,
+          running,
+        ).catch((err: unknown) => {
+          signal.throwIfAborted();
+          throw err;
+        });
+      }
+    } finally {
+      await Refresher.drain(running);
+    }
+    signal.throwIfAborted();
+    return counts;
   }
 
   /** The due records, `batchSize` at a time. */
@@ -423,11 +460,7 @@ export class Refresher {
 
     if (record !== undefined && record.id === pr.recordId && !pr.backoff) {
       // RFC 8461 §3.3: the id is unchanged, so the cached policy is current: extend it.
-      return this.write(pr, (cur, t) => ({
-        ...cur,
-        lastUpdate: new Date(t),
-        validEnd: new Date(t + effectiveMaxAgeSeconds(cur.policy) * 1000),
-      })).then((ok) => (ok ? 'unchanged' : 'skipped'));
+      return this.write(pr, confirmedRecord).then((ok) => (ok ? 'unchanged' : 'skipped'));
     }
 
     if (recordErr !== undefined) {
@@ -472,7 +505,7 @@ export class Refresher {
     const ok = await this.write(pr, (cur, t) => ({
       ...cur,
       lastUpdate: new Date(t),
-      validEnd: new Date(t + effectiveMaxAgeSeconds(fetched.policy) * 1000),
+      validEnd: validEndOf(fetched.policy, t),
       backoff: false,
       recordId: record?.id ?? cur.recordId,
       policy: fetched.policy,

@@ -14,7 +14,7 @@
  */
 import { isMtaStsError, type ErrorCode } from '../errors.js';
 import type { Domain } from '../rfc8461/domain.js';
-import { formatMxPattern, policyLines, type Policy } from '../rfc8461/policy.js';
+import { formatMxPattern, policyLines, policyTextOf, type Policy } from '../rfc8461/policy.js';
 import type { TlsrptFailureDetails, TlsrptResult, TlsrptResultType } from './tlsrpt.js';
 
 /** Reason given while a recent failed fetch is being backed off (the same text as mox). */
@@ -133,19 +133,10 @@ export function policyResult(
   return {
     policy: {
       type: 'sts',
-      string: policyLines(policyText !== '' ? policyText : reconstruct(policy)),
+      string: policyLines(policyTextOf(policy, policyText)),
       domain: domain.ascii,
       mxHost: policy.mx.map(formatMxPattern),
     },
     failureDetails: failures,
   };
-}
-
-function reconstruct(policy: Policy): string {
-  // Not formatPolicy: that throws on policies it could not read back, and a report must not fail.
-  let s = `version: ${policy.version}\nmode: ${policy.mode}\n`;
-  for (const mx of policy.mx) s += `mx: ${formatMxPattern(mx)}\n`;
-  s += `max_age: ${policy.maxAgeSeconds}\n`;
-  for (const e of policy.extensions) s += `${e.key}: ${e.value}\n`;
-  return s;
 }

@@ -6,8 +6,39 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { Domain } from '../rfc8461/domain.js';
 import type { Policy } from '../rfc8461/policy.js';
 import type { ListOptions, PolicyRecord, PolicyStore } from '../store/policy-store.js';
-import type { RefresherOptions } from './refresher.js';
 import type { TlsrptResult } from './tlsrpt.js';
+
+/** Where the policy of a {@link StsState} came from. */
+export type PolicySource =
+  /** Just fetched, or cached with its TXT id confirmed now or within the recheck grace. */
+  | 'fresh'
+  /** The cache, because the TXT check, the fetch or the answer's deadline failed (RFC 8461 §3.3, §10). */
+  | 'fallback'
+  /** The cache's memory of the last answer, because the store cannot be read (RFC 8461 §10). */
+  | 'remembered';
+
+/**
+ * The MTA-STS state of a domain as the cache knows it now, every fallback applied: what the
+ * decision (`decide`) needs and nothing more.
+ */
+export type StsState =
+  /** A policy applies (any mode: the decision reads `none` and `testing` too). */
+  | {
+      readonly kind: 'policy';
+      /** The policy domain, A-label form. */
+      readonly domain: string;
+      readonly policy: Policy;
+      /** The policy text as served (rebuilt from the policy when unknown). */
+      readonly policyText: string;
+      readonly source: PolicySource;
+    }
+  /** No MTA-STS: no TXT record, a back-off after a failed fetch, or nothing valid cached. */
+  | { readonly kind: 'none' }
+  /**
+   * No answer now (DNS failure, timeout, closing) and nothing usable cached. `storeUnreadable`:
+   * the cache could not even be read, so it may hold an enforced policy.
+   */
+  | { readonly kind: 'temp'; readonly reason: string; readonly storeUnreadable: boolean };
 
 /** What `MtaStsDb.get` answers. */
 export interface GetOutcome {
@@ -53,8 +84,29 @@ export interface MtaStsDbOptions {
    * reads the store, as mox does. The daemon turns it on (`memory_cache`).
    */
   readonly memoryCache?: { readonly seconds: number; readonly entries?: number; readonly bytes?: number };
+  /**
+   * How many domains' last answered policies `stsState` keeps in memory (first remembered, first
+   * evicted) to answer while the store cannot be read. Default 10,000; 0 disables.
+   */
+  readonly rememberedPolicies?: number;
+  /** Upper bound of the memory those policies take (estimated bytes). Default 32 MiB. */
+  readonly rememberedPolicyBytes?: number;
   /** Tuning of the refresher: concurrency, lease length, batch size, node id, random source. */
   readonly refresherOptions?: RefresherOptions;
+}
+
+/** Tuning of the refresher. All optional. */
+export interface RefresherOptions {
+  /** Records refreshed at once (the pool shared by passes, refresh by name and purge). Default 4. */
+  readonly concurrency?: number;
+  /** Lease taken on a record before refreshing it. Default 600 s. */
+  readonly leaseSeconds?: number;
+  /** Records read and shuffled at a time. Default 1000. */
+  readonly batchSize?: number;
+  /** This node's id in leases. Default a random UUID. */
+  readonly owner?: string;
+  /** Random numbers in [0, 1) for the shuffle and the jitter. Default `Math.random`. */
+  readonly random?: () => number;
 }
 
 /** What `purge` deletes. With neither date given: records expired now. */

@@ -16,7 +16,7 @@ import * as serve from './commands/serve.js';
 import * as show from './commands/show.js';
 
 /** The package version, read from the nearest package.json named mtastsdb (dist/, build/ and src/ alike). */
-export function packageVersion(): string {
+function packageVersion(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
     const file = join(dir, 'package.json');

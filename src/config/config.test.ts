@@ -33,6 +33,7 @@ describe('configuration defaults', () => {
         requireSni: true,
         tlsrpt: false,
         tempOnError: false,
+        dane: 'off',
       });
       assert.equal(c.cache.type, 'sqlite');
       assert.equal(c.store, undefined);

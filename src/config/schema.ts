@@ -20,6 +20,11 @@ export interface ZoneConfig {
   readonly tlsrpt: boolean;
   /** Ours: answer `TEMP <reason>` instead of `NOTFOUND ` on a temporary failure with nothing cached. Default false. */
   readonly tempOnError: boolean;
+  /**
+   * `prefer`: where MTA-STS would answer `OK secure`, the domain's DANE protection wins (RFC 8461
+   * §2, RFC 7672); `off`: MTA-STS alone, as postfix-mta-sts-resolver. Default `off`.
+   */
+  readonly dane: 'off' | 'prefer';
 }
 
 /** A token bucket: `rate` tokens per second, at most `burst` at once. */
@@ -109,10 +114,11 @@ export const DEFAULT_ZONE: ZoneConfig = Object.freeze({
   requireSni: true,
   tlsrpt: false,
   tempOnError: false,
+  dane: 'off',
 });
 
 /** Defaults of everything else. */
-export const DEFAULTS = Object.freeze({
+const DEFAULTS = Object.freeze({
   host: '127.0.0.1',
   port: 8461,
   reusePort: true,
@@ -225,7 +231,7 @@ function fileMode(v: unknown, key: string): number | undefined {
   return mode;
 }
 
-const ZONE_KEYS = ['strict_testing', 'timeout', 'require_sni', 'tlsrpt', 'temp_on_error'] as const;
+const ZONE_KEYS = ['strict_testing', 'timeout', 'require_sni', 'tlsrpt', 'temp_on_error', 'dane'] as const;
 
 function zone(v: unknown, key: string): ZoneConfig {
   const m = mapping(v, key, ZONE_KEYS);
@@ -239,6 +245,7 @@ function zone(v: unknown, key: string): ZoneConfig {
     requireSni: bool(m.require_sni, join(key, 'require_sni'), DEFAULT_ZONE.requireSni),
     tlsrpt: bool(m.tlsrpt, join(key, 'tlsrpt'), DEFAULT_ZONE.tlsrpt),
     tempOnError: bool(m.temp_on_error, join(key, 'temp_on_error'), DEFAULT_ZONE.tempOnError),
+    dane: oneOf(m.dane, join(key, 'dane'), ['off', 'prefer'] as const, DEFAULT_ZONE.dane),
   });
 }
 

@@ -22,7 +22,8 @@ import { createSocketmapHandler } from './handler.js';
 import { startHttpEndpoint } from './http-endpoint.js';
 import type { HttpEndpoint } from './http-endpoint.js';
 import { createDaemonLogger } from './log.js';
-import { KeyedRateLimiter, Semaphore } from './rate-limit.js';
+import { KeyedRateLimiter } from './rate-limit.js';
+import { Semaphore } from '../semaphore.js';
 
 /** Options of {@link startDaemon}. */
 export interface DaemonOptions {
@@ -118,7 +119,7 @@ function restartKeys(a: Config, b: Config): string[] {
  * `proactive_policy_fetching.enabled: false`; TXT recheck grace = `cache_grace`), puts the limits
  * around its network access, and starts the socketmap server and, if enabled, the HTTP endpoint.
  *
- * Limits (issue 6): every `_mta-sts` TXT lookup takes a token from a per-domain and a global
+ * Limits: every `_mta-sts` TXT lookup takes a token from a per-domain and a global
  * bucket and a discovery slot; every policy fetch takes a discovery slot. A refused token is a
  * temporary DNS failure to the database, which then keeps any cached policy and stores nothing.
  */

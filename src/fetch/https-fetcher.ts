@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { LookupFunction } from 'node:net';
 import { isMtaStsError, MtaStsError } from '../errors.js';
-import { Domain, parseDomain } from '../rfc8461/domain.js';
+import { asDomain, type Domain } from '../rfc8461/domain.js';
 import { DEFAULT_FETCH_TIMEOUT_MS, MAX_DOMAIN_OCTETS, MAX_POLICY_BYTES } from '../rfc8461/limits.js';
 import { parsePolicy } from '../rfc8461/policy.js';
 import { createNodeResolver } from '../discovery/node-resolver.js';
@@ -17,7 +17,7 @@ import type { FetchedPolicy, FetchPolicyOptions, PolicyFetcher } from './fetcher
 /** RFC 8461 §3.3: the policy lives at this path of `mta-sts.<domain>`. */
 export const POLICY_PATH = '/.well-known/mta-sts.txt';
 /** Largest response header block we parse (Node's default is 16 KiB too; stated so it cannot drift). */
-export const MAX_RESPONSE_HEADER_BYTES = 16 * 1024;
+const MAX_RESPONSE_HEADER_BYTES = 16 * 1024;
 /** After one address family answered, how long we still wait for the other (RFC 8305 §3 "resolution delay", generous). */
 const SECOND_FAMILY_GRACE_MS = 250;
 
@@ -55,10 +55,6 @@ const PEM_CERT = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
 function codeOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
-}
-
-function toDomain(domain: string | Domain): Domain {
-  return domain instanceof Domain ? domain : parseDomain(domain);
 }
 
 /**
@@ -142,7 +138,7 @@ async function resolveHost(resolver: DnsResolver, host: string, signal: AbortSig
     return c !== 'ENOTFOUND' && c !== 'ENODATA';
   });
   if (hard === undefined) {
-    // RFC 8461 §3.3 via issue 2: a policy host that does not exist means no policy.
+    // RFC 8461 §3.3: a policy host that does not exist means the domain publishes no policy.
     throw new MtaStsError('ERR_MTASTS_NO_POLICY', `policy host ${host} has no address`, {
       cause: failures[0],
     });
@@ -416,7 +412,7 @@ async function fetchWith(domain: Domain, options: FetchPolicyOptions, ctx: Fetch
  * - `ERR_MTASTS_ABORTED`: `options.signal` aborted.
  */
 export async function fetchPolicy(domain: string | Domain, options: FetchPolicyOptions = {}): Promise<FetchedPolicy> {
-  const d = toDomain(domain);
+  const d = asDomain(domain);
   return fetchWith(d, options, {
     resolver: options.resolver ?? createNodeResolver(),
     secureContext: secureContextFor(options.ca),
@@ -436,6 +432,6 @@ export function createHttpsFetcher(options: Omit<FetchPolicyOptions, 'signal'> =
   };
   return {
     fetch: (domain, opts = {}) =>
-      fetchWith(toDomain(domain), opts.signal === undefined ? options : { ...options, signal: opts.signal }, ctx),
+      fetchWith(asDomain(domain), opts.signal === undefined ? options : { ...options, signal: opts.signal }, ctx),
   };
 }

@@ -155,3 +155,8 @@ export function parseDomain(input: string): Domain {
   }
   return new Domain(ascii, unicode);
 }
+
+/** `domain` as a {@link Domain}: returned as is when it already is one, else parsed. */
+export function asDomain(domain: string | Domain): Domain {
+  return domain instanceof Domain ? domain : parseDomain(domain);
+}

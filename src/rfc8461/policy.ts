@@ -303,3 +303,22 @@ export function formatPolicy(policy: Policy): string {
 export function formatMxPattern(p: MxPattern): string {
   return p.wildcard ? `*.${p.domain.ascii}` : p.domain.ascii;
 }
+
+/**
+ * The policy's text: `text` as served when known (non-empty), else the policy written out
+ * ({@link formatPolicy}, or, for a policy it refuses, the fields line by line, since a cached
+ * record, a report or a reply must never fail for want of the served text). The one place a
+ * policy text is rebuilt.
+ */
+export function policyTextOf(policy: Policy, text?: string): string {
+  if (text !== undefined && text !== '') return text;
+  try {
+    return formatPolicy(policy);
+  } catch {
+    let s = `version: ${policy.version}\nmode: ${policy.mode}\n`;
+    for (const mx of policy.mx) s += `mx: ${formatMxPattern(mx)}\n`;
+    s += `max_age: ${policy.maxAgeSeconds}\n`;
+    for (const e of policy.extensions) s += `${e.key}: ${e.value}\n`;
+    return s;
+  }
+}

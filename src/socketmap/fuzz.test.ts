@@ -1,4 +1,4 @@
-// Property tests of the socketmap core (issue 6): the netstring decoder, the request parser, key
+// Property tests of the socketmap core: the netstring decoder, the request parser, key
 // normalisation and reply formatting never throw anything but coded errors, never hang, and keep
 // their contracts on random input. Bounded to a few seconds; MTASTSDB_FUZZ_RUNS sets the runs per
 // property. Each property prints how many inputs it tried.

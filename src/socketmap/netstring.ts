@@ -9,8 +9,8 @@ import { MtaStsError } from '../errors.js';
 /** postfix-mta-sts-resolver's `REQUEST_LIMIT`: the largest request payload we accept, in bytes. */
 export const DEFAULT_REQUEST_LIMIT = 1024;
 
-/** socketmap_table(5): Postfix refuses replies longer than this (payload bytes). */
-export const POSTFIX_REPLY_LIMIT = 100_000;
+/** socketmap_table(5): Postfix refuses replies longer than this (payload bytes); the decision keeps to it. */
+export { POSTFIX_REPLY_LIMIT } from '../decision/decide.js';
 
 /** Why a byte stream is not a valid netstring sequence (`details.reason` of `ERR_MTASTS_NETSTRING`). */
 export type NetstringErrorReason = 'bad-length' | 'too-long' | 'bad-terminator';

@@ -2,12 +2,13 @@
  * Socketmap request → reply mapping for Postfix's `smtp_tls_policy_maps`, byte-compatible with
  * postfix-mta-sts-resolver where it behaves the same, and stricter where it is unsafe.
  *
- * Pure: no I/O, timers or logging. The daemon looks the policy up and hands the outcome here.
+ * Pure: no I/O, timers or logging. The rules of the reply are the decision's ({@link decide}).
  */
 import { isIP } from 'node:net';
 import { MtaStsError } from '../errors.js';
+import type { StsState } from '../cache/types.js';
+import { decide, formatDecision, type DecisionZone } from '../decision/decide.js';
 import type { Policy } from '../rfc8461/policy.js';
-import { POSTFIX_REPLY_LIMIT } from './netstring.js';
 
 /** A parsed socketmap request: `<name> <key>`. */
 export interface SocketmapRequest {
@@ -93,19 +94,10 @@ export function normalizeKey(key: string): NormalizedKey {
   return { kind: 'domain', domain: host };
 }
 
-/** The zone options that shape a reply (socketmap name → zone in the configuration). */
-export interface ReplyZone {
-  /** Treat `testing` policies like `enforce` (postfix-mta-sts-resolver `strict_testing`). Default off there. */
-  readonly strictTesting: boolean;
-  /** Append ` servername=hostname` (Postfix ≥ 3.4). */
-  readonly requireSni: boolean;
-  /** Append the TLSRPT attributes (Postfix ≥ 3.10). */
-  readonly tlsrpt: boolean;
-  /** Answer `TEMP <reason>` instead of `NOTFOUND ` when a temporary failure leaves no policy. */
-  readonly tempOnError: boolean;
-}
+/** The zone options that shape an MTA-STS reply: a {@link DecisionZone} without DANE. */
+export type ReplyZone = Omit<DecisionZone, 'dane'>;
 
-/** What the lookup produced, as far as the reply is concerned. */
+/** What the lookup produced, as far as an MTA-STS reply is concerned. */
 export type ReplyOutcome =
   /** A policy applies (from the cache or just fetched). */
   | {
@@ -124,89 +116,33 @@ export type ReplyOutcome =
 /** The `NOTFOUND ` reply, with postfix-mta-sts-resolver's trailing space. */
 export const NOTFOUND_REPLY = 'NOTFOUND ';
 
-// What may appear in a match list or mx_host_pattern: A-label host names, lower case.
-const HOST_TEXT = /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$/;
-// Policy lines copied into `{ policy_string = … }`: printable ASCII without the braces that
-// delimit Postfix's attribute syntax, so a policy host cannot inject attributes.
-const SAFE_POLICY_LINE = /^[\x20-\x7a\x7c\x7e]+$/;
-
-/** Text that is safe after `TEMP `: printable ASCII, one line, bounded. */
-function tempReason(reason: string): string {
-  const clean = reason.replace(/[^\x20-\x7e]+/g, ' ').trim();
-  return (clean === '' ? 'temporary failure' : clean).slice(0, 200);
+function stsStateOf(outcome: ReplyOutcome): StsState {
+  switch (outcome.kind) {
+    case 'none':
+      return { kind: 'none' };
+    case 'temp-error':
+      return { kind: 'temp', reason: outcome.reason, storeUnreadable: false };
+    case 'policy':
+      return {
+        kind: 'policy',
+        domain: outcome.domain,
+        policy: outcome.policy,
+        policyText: outcome.policyText ?? '',
+        source: 'fresh',
+      };
+  }
 }
 
 /**
- * Maps a lookup outcome to the socketmap reply payload (before netstring framing).
+ * The MTA-STS socketmap reply for a lookup outcome, without DANE: {@link decide} then
+ * {@link formatDecision} (see there for the rules), kept for callers that hold an outcome rather
+ * than a cache state.
  *
  * - `NOTFOUND ` (trailing space) for no policy, `none`, and `testing` unless the zone has `strictTesting`.
- * - `OK secure match=<p1>:<p2>…` for `enforce` (or strict `testing`): the policy's mx order, each
- *   pattern once, `*.x` written `.x` (Postfix's "any subdomain" form); ` servername=hostname` with
- *   `requireSni`; with `tlsrpt` then ` policy_type=sts policy_domain=<domain>`, one
- *   ` mx_host_pattern=<pattern>` per mx and one ` { policy_string = <line> }` per policy line, in
- *   the order served.
+ * - `OK secure match=<p1>:<p2>…` for `enforce` (or strict `testing`), ` servername=hostname` with
+ *   `requireSni`, the TLSRPT attributes with `tlsrpt`, never over Postfix's 100,000 bytes.
  * - A temporary failure: `TEMP <reason>` with `tempOnError`, else `NOTFOUND `.
- *
- * Our choices where postfix-mta-sts-resolver is unsafe or silent:
- * - A pattern that is not a plain A-label host name never reaches Postfix. If no pattern remains
- *   for an enforced policy, the answer is `TEMP` (Postfix defers): RFC 8461 §5.1 forbids delivery
- *   when no MX matches, and `secure` without a match list would fall back to Postfix's default
- *   match (the next hop), which is weaker.
- * - Policy lines with `{`, `}` or non-printable bytes are left out of the TLSRPT extras.
- * - The reply never exceeds Postfix's 100,000-byte limit: first the `policy_string`s are dropped,
- *   then all TLSRPT extras, and if the match list alone is too long, `TEMP` (a truncated match
- *   list would reject legitimate MX hosts; a missing one would weaken the policy).
  */
 export function formatReply(outcome: ReplyOutcome, zone: ReplyZone): string {
-  if (outcome.kind === 'none') return NOTFOUND_REPLY;
-  if (outcome.kind === 'temp-error') {
-    return zone.tempOnError ? `TEMP ${tempReason(outcome.reason)}` : NOTFOUND_REPLY;
-  }
-  const { policy } = outcome;
-  // RFC 8461 §5: `none` means no policy; `testing` means deliver anyway (unless strict_testing).
-  if (policy.mode === 'none' || (policy.mode === 'testing' && !zone.strictTesting)) return NOTFOUND_REPLY;
-
-  const match: string[] = [];
-  const patterns: string[] = [];
-  const seen = new Set<string>();
-  for (const mx of policy.mx) {
-    const host = mx.domain.ascii;
-    if (!HOST_TEXT.test(host)) continue;
-    const pattern = mx.wildcard ? `*.${host}` : host;
-    if (seen.has(pattern)) continue;
-    seen.add(pattern);
-    patterns.push(pattern);
-    // RFC 8461 §4.1 wildcard = one extra label; Postfix's `.example.com` matches any depth of
-    // subdomain, the closest Postfix can express (postfix-mta-sts-resolver does the same).
-    match.push(mx.wildcard ? `.${host}` : host);
-  }
-  if (match.length === 0) return 'TEMP MTA-STS policy has no usable mx pattern';
-
-  let base = `OK secure match=${match.join(':')}`;
-  if (zone.requireSni) base += ' servername=hostname';
-  if (Buffer.byteLength(base) > POSTFIX_REPLY_LIMIT) return 'TEMP MTA-STS policy too large for Postfix';
-  if (!zone.tlsrpt) return base;
-
-  let report = ` policy_type=sts policy_domain=${outcome.domain}`;
-  for (const p of patterns) report += ` mx_host_pattern=${p}`;
-  let strings = '';
-  for (const line of policyLines(outcome.policyText)) strings += ` { policy_string = ${line} }`;
-
-  const full = base + report + strings;
-  if (Buffer.byteLength(full) <= POSTFIX_REPLY_LIMIT) return full;
-  const shorter = base + report;
-  if (Buffer.byteLength(shorter) <= POSTFIX_REPLY_LIMIT) return shorter;
-  return base;
-}
-
-/** The non-empty lines of a policy text, trailing whitespace removed, unsafe lines left out. */
-function policyLines(text: string | undefined): string[] {
-  if (text === undefined) return [];
-  const out: string[] = [];
-  for (const raw of text.split('\n')) {
-    const line = raw.replace(/[\s]+$/, '').replace(/^[ \t]+/, '');
-    if (line === '' || !SAFE_POLICY_LINE.test(line)) continue;
-    out.push(line);
-  }
-  return out;
+  return formatDecision(decide({ ...zone, dane: 'off' }, stsStateOf(outcome)));
 }

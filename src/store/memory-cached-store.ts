@@ -35,7 +35,7 @@ export interface MemoryCacheOptions {
 }
 
 /** Default of {@link MemoryCacheOptions.bytes}: 16 MiB. */
-export const DEFAULT_MEMORY_CACHE_BYTES = 16 * 1024 * 1024;
+const DEFAULT_MEMORY_CACHE_BYTES = 16 * 1024 * 1024;
 
 interface Copy {
   readonly record: PolicyRecord;

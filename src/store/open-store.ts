@@ -10,9 +10,9 @@ import { openPostgresStore } from './postgres-store.js';
 import { openSqliteStore } from './sqlite-store.js';
 
 /** The SQLite file name inside the data directory. */
-export const DEFAULT_DB_FILE = 'mtasts.db';
+const DEFAULT_DB_FILE = 'mtasts.db';
 /** The data directory when neither an option nor `MTASTSDB_DATA_DIR` names one. */
-export const DEFAULT_DATA_DIR = './data';
+const DEFAULT_DATA_DIR = './data';
 
 /** Where the store lives. Every field is optional; see {@link openStore} for precedence. */
 export interface OpenStoreSpec {

@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL policy store (issue 5, fleet mode), on a bounded `pg` Pool loaded only when a
+ * The PostgreSQL policy store (fleet mode: several daemons share it), on a bounded `pg` Pool loaded only when a
  * PostgreSQL store is opened.
  *
  * Fleet semantics: upserts are one `INSERT … ON CONFLICT DO UPDATE … WHERE` (newest `lastUpdate`

@@ -7,6 +7,7 @@
  * `parsePolicy(policy_text)` on read, through a small bounded memo so hot domains skip the parser.
  */
 import { MtaStsError } from '../errors.js';
+import { MAX_RECORD_ID_CHARS } from '../rfc8461/limits.js';
 import { formatPolicy, parsePolicy } from '../rfc8461/policy.js';
 import type { Mode, Policy } from '../rfc8461/policy.js';
 import type { ListOptions, PolicyRecord } from './policy-store.js';
@@ -45,10 +46,8 @@ export const ROW_COLUMNS = 'domain, inserted, valid_end, last_update, last_use, 
 
 /** Longest key we accept. Real keys are ≤ 253 octets of A-labels, a few times that as U-labels. */
 const MAX_DOMAIN_CHARS = 1024;
-/** Longest TXT id we accept (RFC 8461 §3.1 allows 32; old stores may hold anything short). */
-const MAX_RECORD_ID_CHARS = 255;
 /** Default entries of the text → policy memo. */
-export const DEFAULT_POLICY_MEMO_ENTRIES = 4096;
+const DEFAULT_POLICY_MEMO_ENTRIES = 4096;
 
 function usage(message: string): never {
   throw new MtaStsError('ERR_MTASTS_USAGE', message);
@@ -121,7 +120,9 @@ export function encodeRecord(record: PolicyRecord, memo: PolicyMemo): EncodedRec
   const { policy } = record;
   if (policy === null || typeof policy !== 'object') usage(`policy record of ${JSON.stringify(domain)}: no policy`);
   if (typeof record.recordId !== 'string' || record.recordId.length > MAX_RECORD_ID_CHARS) {
-    usage(`policy record of ${JSON.stringify(domain)}: recordId must be a string of at most ${MAX_RECORD_ID_CHARS}`);
+    usage(
+      `policy record of ${JSON.stringify(domain)}: recordId must be a string of at most ${MAX_RECORD_ID_CHARS} characters (RFC 8461 §3.1)`,
+    );
   }
   if (typeof record.backoff !== 'boolean') usage(`policy record of ${JSON.stringify(domain)}: backoff must be boolean`);
   const given = record.policyText;
@@ -186,9 +187,9 @@ export function decodeRow(row: PolicyRow, memo: PolicyMemo): PolicyRecord {
 }
 
 /** Default rows per page of `list()`. */
-export const DEFAULT_PAGE_SIZE = 1000;
+const DEFAULT_PAGE_SIZE = 1000;
 /** Largest page we read in one round trip. */
-export const MAX_PAGE_SIZE = 10_000;
+const MAX_PAGE_SIZE = 10_000;
 
 /** `list()` options in milliseconds, validated. */
 export interface ListFilter {
@@ -199,7 +200,7 @@ export interface ListFilter {
 }
 
 /** Validates `ListOptions`. @throws MtaStsError `ERR_MTASTS_USAGE` */
-export function listFilter(options: ListOptions = {}): ListFilter {
+function listFilter(options: ListOptions = {}): ListFilter {
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
   if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) {
     usage(`list: pageSize must be an integer from 1 to ${MAX_PAGE_SIZE}, got ${String(pageSize)}`);

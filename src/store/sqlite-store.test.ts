@@ -1,6 +1,6 @@
 /**
  * The SQLite store: the shared contract on a real file and on `:memory:`, then what only SQLite
- * has: file modes, migrations, damaged files, and the storage faults of issue 6 (read-only file and
+ * has: file modes, migrations, damaged files, and the storage faults (read-only file and
  * file system, full disk, a lock held by another process, a second process reading while one
  * writes). Faults are real: an immutable file (`chattr +i`, which stops root too), tmpfs mounts
  * remounted read-only or filled up, and child processes holding SQLite locks.

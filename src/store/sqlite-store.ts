@@ -6,7 +6,7 @@
  * transactions but never corrupts the file. A busy timeout makes writers of several processes
  * queue instead of failing at once.
  *
- * Faults (issue 6): every driver error becomes a coded {@link MtaStsError}. A file or file system
+ * Faults: every driver error becomes a coded {@link MtaStsError}. A file or file system
  * that turns read-only, or a full disk, fails writes and keeps reads working. A connection that had
  * to fall back to read-only at open is reopened on the next write, so writes resume when the fault
  * clears. A clean close switches the file back to a rollback journal, so a closed database can be
@@ -20,6 +20,7 @@ import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import { MtaStsError, isMtaStsError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
+import { yieldToEventLoop } from '../event-loop.js';
 import { silentLogger } from '../logger.js';
 import type { Logger } from '../logger.js';
 import type { ListOptions, PolicyRecord, PolicyStore } from './policy-store.js';
@@ -70,7 +71,7 @@ export interface SqliteStore extends PolicyStore {
 export const DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 5000;
 /**
  * Default page cache, KiB. better-sqlite3 builds SQLite with 16,000 KiB (SQLite's own default is
- * 2,000), which a daemon on a large store fills and keeps: 15.6 MiB of its RSS (issue 4: ≤ 150 MB
+ * 2,000), which a daemon on a large store fills and keeps: 15.6 MiB of its RSS (our target: ≤ 150 MB
  * with 1,000,000 policies). Lookups are random point reads whose leaves rarely repeat, so the bigger
  * cache buys nothing: measured on 1,000,000 records, random gets, a hot set of 1,000 and 1,000-row
  * `touch` batches ran at the same speed with 16,000, 4,000 and 2,000 KiB. 4 MiB holds the b-tree's
@@ -248,10 +249,6 @@ const COLUMNS_IN = 'domain, inserted, valid_end, last_update, last_use, backoff,
 
 /** Rows of `lastUse` written per transaction by `touch` (about a millisecond on a large file). */
 export const TOUCH_CHUNK_ROWS = 128;
-
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
 
 /** A connection and its prepared statements; replaced as a whole when the store reopens. */
 interface Conn {

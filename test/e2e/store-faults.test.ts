@@ -1,5 +1,5 @@
 /**
- * Storage faults under a running daemon (issue 6): while the policy store cannot be read, a
+ * Storage faults under a running daemon: while the policy store cannot be read, a
  * policy the daemon answered before is answered again from memory (never weaker than the cache,
  * RFC 8461 §10), a domain it never answered gets `TEMP` (even without `temp_on_error`), and when
  * the fault clears, discoveries are stored again.
@@ -326,21 +326,21 @@ describe('store faults: SQLite', () => {
 
 describe('store faults: the handler memory', () => {
   it('bounded (LRU), expires with the policy, and answers while the database is closed', async () => {
+    // The cache's clock starts now; moving it past max_age expires what it remembers.
+    const clock = new ManualClock(Date.now());
     const db = await MtaStsDb.open({
       path: join(dir, `memory-${process.pid}.db`),
       resolver: net.resolver,
       fetchOptions: net.fetchOptions,
+      clock,
+      rememberedPolicies: 2,
     });
-    // The handler's own clock starts now; moving it past max_age expires what it remembers.
-    const clock = new ManualClock(Date.now());
     const config = parseConfigText(configYaml(join(dir, 'unused.db')));
     const handler = createSocketmapHandler({
       db,
       config: () => config,
       logger: captureLogger(),
       metrics: recordingMetrics(),
-      clock,
-      rememberedPolicies: 2,
     });
     const signal = new AbortController().signal;
     const q = (d: string): Promise<string> => handler('postfix', d, signal);

@@ -89,7 +89,7 @@ export interface HttpsHost {
 }
 
 /** The host name meant by `name` (see the module comment). */
-export function hostOf(name: string): string {
+function hostOf(name: string): string {
   const n = name.toLowerCase().replace(/\.$/, '');
   return n.startsWith('mta-sts.') ? n : `mta-sts.${n}`;
 }

@@ -24,7 +24,7 @@ export interface StoreUnderTest {
 export const T0 = Date.UTC(2026, 0, 1);
 
 /** Policy texts the suite round-trips byte for byte. */
-export const POLICY_TEXTS: Readonly<Record<string, string>> = {
+const POLICY_TEXTS: Readonly<Record<string, string>> = {
   enforceLf: 'version: STSv1\nmode: enforce\nmx: mx1.example.test\nmx: *.mx.example.test\nmax_age: 86400\n',
   enforceCrlf: 'version: STSv1\r\nmode: enforce\r\nmx: mx1.example.test\r\nmax_age: 604800\r\n',
   mixedTerminators:
@@ -38,7 +38,7 @@ export const POLICY_TEXTS: Readonly<Record<string, string>> = {
 };
 
 /** The policy a failed fetch is stored as (mode none, max_age 300). */
-export const BACKOFF_POLICY: Policy = { version: 'STSv1', mode: 'none', mx: [], maxAgeSeconds: 300, extensions: [] };
+const BACKOFF_POLICY: Policy = { version: 'STSv1', mode: 'none', mx: [], maxAgeSeconds: 300, extensions: [] };
 
 /** A record with sensible defaults; `text` is parsed into `policy`. */
 export function makeRecord(
@@ -76,7 +76,7 @@ export function countingGets(store: PolicyStore): { store: PolicyStore; reads():
 }
 
 /** A backoff record as the cache stores one. */
-export function backoffRecord(domain: string, at: number): PolicyRecord {
+function backoffRecord(domain: string, at: number): PolicyRecord {
   return {
     domain,
     inserted: new Date(at),
@@ -91,12 +91,12 @@ export function backoffRecord(domain: string, at: number): PolicyRecord {
 }
 
 /** Code point order, as both databases compare text (SQLite BINARY, PostgreSQL COLLATE "C"). */
-export function compareDomains(a: string, b: string): number {
+function compareDomains(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
 /** The order `list()` promises: newest `lastUse` first, then domain. */
-export function listOrder(a: PolicyRecord, b: PolicyRecord): number {
+function listOrder(a: PolicyRecord, b: PolicyRecord): number {
   return b.lastUse.getTime() - a.lastUse.getTime() || compareDomains(a.domain, b.domain);
 }
 

@@ -1,0 +1,57 @@
+/**
+ * The cache's tunables, in one place, with their units. RFC-given limits live in
+ * `rfc8461/limits.ts`; these are our choices (mox's where it has one).
+ */
+
+// --- get: network bounds (mox's)
+/** Bound of a discovery (TXT lookup and policy fetch) for a domain not cached: mox's one minute. */
+export const DISCOVERY_TIMEOUT_MS = 60_000;
+/** Bound of the TXT check of a cached policy: mox's 30 s. */
+export const TXT_CHECK_TIMEOUT_MS = 30_000;
+/** Bound of the fetch of a policy announced by a new TXT id (the fetcher's own default is 60 s too). */
+export const REFETCH_TIMEOUT_MS = 60_000;
+
+// --- stsState: the answer's deadline and the store-unreadable fallback
+/** Floor of the time the cache-only read gets after the answer's own deadline was spent. */
+export const STORE_READ_FLOOR_MS = 1000;
+/** Period of the one ticker that checks every pending answer deadline (zone timeouts are seconds). */
+export const DEADLINE_TICK_MS = 50;
+/** Default number of domains whose last answered policy is remembered for an unreadable store. */
+export const DEFAULT_REMEMBERED_POLICIES = 10_000;
+/** Default bound of the memory those policies take, estimated bytes (a policy is usually under 1 KiB). */
+export const DEFAULT_REMEMBERED_POLICY_BYTES = 32 * 1024 * 1024;
+
+// --- lastUse batching
+/** Deferred `lastUse` writes are flushed after at most this long… */
+export const USE_FLUSH_MS = 1000;
+/** …or once this many domains are waiting. */
+export const USE_FLUSH_ENTRIES = 1000;
+/** With this many uses waiting, a lookup that adds one waits for the flush in progress. */
+export const USE_BACKPRESSURE_ENTRIES = 10 * USE_FLUSH_ENTRIES;
+/** If the store keeps refusing `lastUse` writes, at most this many wait in memory. */
+export const MAX_PENDING_USES = 100_000;
+/**
+ * Default resolution of `lastUse`: a hit within this many seconds of the stored `lastUse` is not
+ * written again. `lastUse` serves the 180-day eviction and the listing order, for which a minute is
+ * precise enough; writing it on every hit would make every lookup a random row write (measured:
+ * 25–50 µs per row in SQLite, more than the lookup itself).
+ */
+export const DEFAULT_LAST_USE_RESOLUTION_SECONDS = 60;
+
+// --- memory copy of records
+/** Default of `memoryCache.entries`. */
+export const DEFAULT_MEMORY_CACHE_ENTRIES = 10_000;
+
+// --- refresher
+/** The refreshes of one pass are spread over this long (mox: 3 hours). */
+export const REFRESH_SPREAD_SECONDS = 3 * 3600;
+/** Upper bound of one record's refresh (TXT lookup plus fetch), as mox's one minute. */
+export const REFRESH_STEP_TIMEOUT_MS = 60_000;
+/** Default lease of a claimed record: long enough for a step, short enough to recover from a dead node. */
+export const DEFAULT_LEASE_SECONDS = 600;
+/** Default number of records refreshed (or purged) at once: one pool for passes, refresh by name and purge. */
+export const DEFAULT_REFRESH_CONCURRENCY = 4;
+/** Default number of records read, shuffled and worked through at a time. */
+export const DEFAULT_REFRESH_BATCH = 1000;
+/** Records processed between two yields to the event loop. */
+export const REFRESH_YIELD_EVERY_RECORDS = 64;
