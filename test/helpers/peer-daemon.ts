@@ -28,9 +28,9 @@ import type { Netns } from './netns.js';
 const run = promisify(execFile);
 
 /** The daemon's entry point as Debian installs it. */
-export const PEER_DAEMON = '/usr/bin/mta-sts-daemon';
+const PEER_DAEMON = '/usr/bin/mta-sts-daemon';
 /** Debian's package. */
-export const PEER_PACKAGE = 'postfix-mta-sts-resolver';
+const PEER_PACKAGE = 'postfix-mta-sts-resolver';
 /** Its init script and PID file (the service the package would start). */
 const PEER_INIT_SCRIPT = '/etc/init.d/postfix-mta-sts-resolver';
 const PEER_PID_FILE = '/var/run/mta-sts-daemon.pid';
@@ -146,7 +146,7 @@ export interface PeerDaemon {
 }
 
 /** The daemon's YAML configuration for `options` (SQLite cache). */
-export function peerConfig(options: PeerDaemonOptions & { host: string; port: number }): string {
+function peerConfig(options: PeerDaemonOptions & { host: string; port: number }): string {
   const timeout = options.timeoutSeconds ?? 4;
   const zones = Object.entries(options.zones ?? {});
   return [
