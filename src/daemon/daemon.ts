@@ -18,12 +18,14 @@ import type { Logger } from '../logger.js';
 import { PrometheusMetrics } from '../metrics/prometheus.js';
 import { startSocketmapServer } from '../socketmap/server.js';
 import type { SocketmapHandler, SocketmapListen, SocketmapServer } from '../socketmap/server.js';
+import { resolveStoreTarget } from '../store/open-store.js';
 import { createSocketmapHandler } from './handler.js';
 import { startHttpEndpoint } from './http-endpoint.js';
 import type { HttpEndpoint } from './http-endpoint.js';
 import { createDaemonLogger } from './log.js';
 import { KeyedRateLimiter } from './rate-limit.js';
 import { Semaphore } from '../semaphore.js';
+import { offerResolverImport } from './resolver-import-offer.js';
 
 /** Options of {@link startDaemon}. */
 export interface DaemonOptions {
@@ -43,6 +45,8 @@ export interface DaemonOptions {
   readonly handleSignals?: boolean;
   /** Prometheus metrics; default a new instance. */
   readonly metrics?: PrometheusMetrics;
+  /** The configuration file the daemon was started with (named in the commands it logs). */
+  readonly configFile?: string;
 }
 
 /** A running daemon. */
@@ -246,6 +250,16 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
   const openDb: MtaStsDb = db;
   resolveHandler(createSocketmapHandler({ db: openDb, config: () => config, logger, metrics }));
+  // In the background: a large peer table must not delay the first answers.
+  const offerAbort = new AbortController();
+  const offer = offerResolverImport({
+    target: resolveStoreTarget(config.store !== undefined ? config.store : { dataDir: config.dataDir }, {}),
+    store: openDb.store,
+    ...(options.configFile !== undefined ? { configFile: options.configFile } : {}),
+    logger,
+    now: () => clock.now(),
+    signal: offerAbort.signal,
+  });
 
   let closing: Promise<void> | undefined;
   let resolveClosed: () => void = () => {};
@@ -257,6 +271,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       const graceMs = config.shutdownTimeoutSeconds * 1000;
       logger.info({ graceMs }, 'shutting down');
       for (const [sig, fn] of signalHandlers) process.off(sig, fn);
+      offerAbort.abort();
+      await offer;
       await server.close(graceMs);
       await http?.close();
       // The database waits for its own work (refresher step, deferred lastUse writes); bound it.

@@ -4,9 +4,10 @@ import { Command } from 'commander';
 import { MtaStsError } from '../../errors.js';
 import type { PolicyRecord } from '../../store/policy-store.js';
 import { messageOf } from '../args.js';
-import { withContext, type CliRuntime } from '../context.js';
+import { withContext, type CliContext, type CliRuntime } from '../context.js';
 import { Progress, write, writeJsonLine } from '../output.js';
 import { recordFromJson } from '../record-json.js';
+import { resolverRowToExport } from '../../store/resolver-row.js';
 
 /** A line longer than this is refused (a 64 KiB policy JSON-escaped stays far below it). */
 const MAX_LINE_BYTES = 1024 * 1024;
@@ -17,6 +18,7 @@ interface ImportFlags {
   readonly json?: boolean;
   readonly skipInvalid?: boolean;
   readonly dryRun?: boolean;
+  readonly fromPostfixMtaStsResolver?: string;
 }
 
 interface Line {
@@ -117,6 +119,77 @@ class Writer {
   }
 }
 
+/**
+ * `import --from-postfix-mta-sts-resolver SOURCE`: copies the peer's cached policies into the store.
+ * Rows that are not valid policies are reported on stderr and skipped (a foreign cache should not
+ * stop at its first odd row); expired ones are counted and skipped.
+ */
+async function importFromResolver(
+  ctx: CliContext,
+  runtime: CliRuntime,
+  flags: ImportFlags,
+  source: string,
+): Promise<void> {
+  const { readResolverCache } = await import('../../store/resolver-cache.js');
+  const rows = readResolverCache(source, ctx.signal);
+  // Read the first row before opening the target: a wrong source must not create a store.
+  const first = await rows.next();
+  const db = flags.dryRun === true ? undefined : await ctx.db();
+  const writer = db === undefined ? undefined : new Writer((r) => db.importRecord(r));
+  const progress = new Progress(runtime.stderr, runtime.clock);
+  const now = runtime.clock.now();
+  let valid = 0;
+  let expired = 0;
+  let invalid = 0;
+  try {
+    for (let next = first; next.done !== true; next = await rows.next()) {
+      ctx.signal.throwIfAborted();
+      let record: PolicyRecord;
+      try {
+        const out = resolverRowToExport(next.value, now);
+        if (out.kind === 'expired') {
+          expired++;
+          continue;
+        }
+        record = recordFromJson(out.json);
+      } catch (err) {
+        invalid++;
+        const why = messageOf(err);
+        await write(
+          runtime.stderr,
+          `ERR_MTASTS_USAGE: ${why.startsWith(`${next.value.domain}:`) ? why : `${next.value.domain}: ${why}`} (skipped)\n`,
+        );
+        continue;
+      }
+      valid++;
+      await writer?.add(record);
+      progress.update(`${flags.dryRun === true ? 'checked' : 'imported'} ${valid} records`);
+    }
+    await writer?.finish();
+  } finally {
+    progress.clear();
+  }
+  const imported = writer?.imported ?? 0;
+  const older = writer?.older ?? 0;
+  if (flags.json === true) {
+    await writeJsonLine(
+      runtime.stdout,
+      flags.dryRun === true ? { valid, expired, invalid } : { imported, older, expired, invalid },
+    );
+  } else if (flags.dryRun === true) {
+    await write(
+      runtime.stdout,
+      `${valid} valid, ${expired} expired, ${invalid} invalid records (dry run, nothing written)\n`,
+    );
+  } else {
+    await write(
+      runtime.stdout,
+      `imported ${imported} records, ${older} skipped (cached copy newer), ${expired} expired (not imported), ` +
+        `${invalid} invalid\n`,
+    );
+  }
+}
+
 /** `mtastsdb import [file]`: loads JSON lines written by `export`. */
 export function command(runtime: CliRuntime): Command {
   return new Command('import')
@@ -130,14 +203,31 @@ export function command(runtime: CliRuntime): Command {
         'with --skip-invalid, invalid lines are reported on stderr and skipped. --dry-run validates ' +
         'the whole input, reports every invalid line and writes nothing. Shows progress on a terminal.\n\n' +
         'Exit status: 0 imported (or, with --dry-run, every line valid), 2 invalid line or unreadable ' +
-        'file (not with --skip-invalid), 6 store error.',
+        'file (not with --skip-invalid), 6 store error.\n\n' +
+        '--from-postfix-mta-sts-resolver SOURCE reads the cache of postfix-mta-sts-resolver instead ' +
+        '(its sts_policy_cache table, in its SQLite file or a postgres:// URL) into the store that ' +
+        '-c/--store/--data-dir name: each policy stays valid until its fetch time + max_age (capped ' +
+        'at 31557600 s, a future time taken as now), expired policies are skipped, rows that are not ' +
+        'valid policies are reported and skipped, newest wins. The source is only read.',
     )
     .argument('[file]', 'JSON lines file (default: stdin)')
+    .option(
+      '--from-postfix-mta-sts-resolver <source>',
+      "import postfix-mta-sts-resolver's cache: its SQLite file (e.g. /var/lib/mta-sts/cache.db) or postgres:// URL",
+    )
     .option('--skip-invalid', 'report invalid lines and go on instead of stopping')
     .option('--dry-run', 'validate every line, write nothing')
     .option('--json', 'print the counts as one JSON object')
     .action(async function (this: Command, file: string | undefined) {
       const flags = this.opts<ImportFlags>();
+      const source = flags.fromPostfixMtaStsResolver;
+      if (source !== undefined) {
+        if (file !== undefined) {
+          throw new MtaStsError('ERR_MTASTS_USAGE', 'give either a FILE or --from-postfix-mta-sts-resolver, not both');
+        }
+        await withContext(this, runtime, (ctx) => importFromResolver(ctx, runtime, flags, source));
+        return;
+      }
       await withContext(this, runtime, async (ctx) => {
         let total: number | undefined;
         let input: AsyncIterable<Buffer | string>;

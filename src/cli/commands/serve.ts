@@ -127,6 +127,9 @@ export function command(runtime?: CliRuntime): Command {
         ...(resolver !== undefined ? { resolver } : {}),
         fetchOptions,
         handleSignals: true,
+        ...(configFile !== undefined || env.MTASTSDB_CONFIG
+          ? { configFile: configFile ?? (env.MTASTSDB_CONFIG as string) }
+          : {}),
       });
       await daemon.closed;
     });
