@@ -34,7 +34,7 @@ function quote(s: string): string {
 }
 
 /** The command that imports the peer's cache at `source` into the store of `configFile`. */
-export function resolverImportCommand(source: string, configFile?: string): string {
+function resolverImportCommand(source: string, configFile?: string): string {
   return [
     'mtastsdb import --from-postfix-mta-sts-resolver',
     quote(source),
