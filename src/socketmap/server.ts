@@ -252,7 +252,14 @@ class Connection {
       reply = 'TEMP reply too long';
     }
     entry.reply = reply;
-    if (this.queue[this.queueHead] === entry) this.schedulePump();
+    if (this.queue[this.queueHead] !== entry) return;
+    // One request outstanding and nothing read behind it (how Postfix uses a connection): there is
+    // nothing to write together with this reply, so it goes out now rather than a loop turn later.
+    if (this.queue.length - this.queueHead === 1 && this.backlogHead === this.backlog.length && !this.pumpScheduled) {
+      this.pump();
+      return;
+    }
+    this.schedulePump();
   }
 
   /**
