@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'ERR_MTASTS_DNS'
   | 'ERR_MTASTS_POLICY_FETCH'
   | 'ERR_MTASTS_ABORTED'
+  // A DNSSEC query for DANE failed (`details.reason`: timeout, network, malformed): the DANE state is temporary.
+  | 'ERR_DANE_DNS'
   // Policy database.
   | 'ERR_MTASTSDB_NOT_FOUND'
   | 'ERR_MTASTSDB_BACKOFF'
@@ -51,6 +53,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'ERR_MTASTS_DNS',
   'ERR_MTASTS_POLICY_FETCH',
   'ERR_MTASTS_ABORTED',
+  'ERR_DANE_DNS',
   'ERR_MTASTSDB_NOT_FOUND',
   'ERR_MTASTSDB_BACKOFF',
   'ERR_MTASTSDB_STORE',
@@ -73,6 +76,8 @@ export interface ErrorDetails {
   readonly webpki?: boolean;
   /** For config errors: the offending key path, e.g. `zones.postfix.timeout`. */
   readonly key?: string;
+  /** For `ERR_DANE_DNS` (and `ERR_MTASTS_ABORTED` from the DNSSEC client): why the query failed. */
+  readonly reason?: string;
   readonly [name: string]: unknown;
 }
 

@@ -59,6 +59,14 @@ export type { NetstringDecoderOptions, NetstringErrorReason } from './socketmap/
 export { decide, formatDecision, needsDane } from './decision/decide.js';
 export type { Decision, DecisionZone, TlsrptAttributes } from './decision/decide.js';
 export type { DaneState, DaneStateKind } from './dane/dane-state.js';
+export { createDnssecClient } from './dane/dnssec-client.js';
+export type {
+  DnssecAnswer,
+  DnssecClient,
+  DnssecClientOptions,
+  DnssecFailureReason,
+  DnssecQueryType,
+} from './dane/dnssec-client.js';
 export { parseRequest, normalizeKey, formatReply, NOTFOUND_REPLY } from './socketmap/protocol.js';
 export type { SocketmapRequest, NormalizedKey, ReplyOutcome, ReplyZone } from './socketmap/protocol.js';
 export { startSocketmapServer } from './socketmap/server.js';

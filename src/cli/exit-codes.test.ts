@@ -21,6 +21,7 @@ describe('exit statuses', () => {
     ['ERR_MTASTS_NO_POLICY', 3],
     ['ERR_MTASTSDB_NOT_FOUND', 3],
     ['ERR_MTASTS_DNS', 4],
+    ['ERR_DANE_DNS', 4],
     ['ERR_MTASTS_POLICY_FETCH', 4],
     ['ERR_MTASTS_RECORD_SYNTAX', 5],
     ['ERR_MTASTS_POLICY_SYNTAX', 5],

@@ -12,6 +12,11 @@
  * dns.a('mta-sts.example.test', '127.0.0.1');
  * const resolver = createNodeResolver({ servers: [dns.address] });
  * ```
+ *
+ * For DNSSEC clients it also serves MX, TLSA and SOA records, sets the AD bit per name (`ad`), puts
+ * the zone's SOA in the authority section of negative answers, records the EDNS0 size and the
+ * DO/AD/RD/CD flags of every query, forces TC=1 (`truncate`) and sends spoofed replies before the
+ * real one (`spoof`).
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -33,13 +38,43 @@ interface Node {
   /** Answer with records owned by this other name (c-ares does not check owner names). */
   owner?: string;
   delayMs?: number;
+  mx?: { preference: number; exchange: string }[];
+  tlsa?: packet.TlsaData[];
 }
+
+/** Per-name settings that survive `nodata()` (which replaces the records of a name). */
+interface Extra {
+  /** AD bit for this name and every name below it, unless a closer name says otherwise. */
+  ad?: boolean;
+  /** This name is a zone apex with this SOA: it is served for SOA queries and in negative answers below it. */
+  soa?: { ttl: number; minimum: number };
+  /** TTL of every record owned by this name (default 60). */
+  ttl?: number;
+  /** Spoofed UDP replies sent before the real one. */
+  spoof?: readonly Spoof[];
+  /** Every UDP answer is sent with TC=1 and no records. */
+  truncate?: boolean;
+}
+
+/**
+ * A spoofed UDP reply (an NXDOMAIN with AD set and a forged A record) sent just before the real one:
+ * with the wrong id, for another question, or from another source port.
+ */
+export type Spoof = 'id' | 'question' | 'port';
 
 /** A query the server received. */
 export interface QueryLogEntry {
   readonly name: string;
   readonly type: string;
   readonly transport: 'udp' | 'tcp';
+  /** The EDNS0 UDP payload size of the query's OPT record, or undefined without one. */
+  readonly ednsUdpSize: number | undefined;
+  /** The DO bit of the OPT record (RFC 3225). */
+  readonly dnssecOk: boolean;
+  /** The AD, RD and CD bits of the query header. */
+  readonly ad: boolean;
+  readonly rd: boolean;
+  readonly cd: boolean;
 }
 
 /** The running server and its zone. */
@@ -59,6 +94,26 @@ export interface DnsServer {
    * answer holds just the CNAME record.
    */
   cname(name: string, target: string, options?: { only?: boolean }): this;
+  /** Sets the MX records of `name`, as `"10 mx.example"` (`"0 ."` is a Null MX, RFC 7505). */
+  mx(name: string, ...records: string[]): this;
+  /** Sets the TLSA records of `name` (e.g. `_25._tcp.mx.example`), as `"3 1 1 <hex>"`. */
+  tlsa(name: string, ...records: string[]): this;
+  /**
+   * Makes `name` a zone apex: SOA queries for it get this SOA, and NXDOMAIN/NODATA answers for names
+   * at or below it carry it in the authority section (RFC 2308 §3). Defaults: TTL 300, MINIMUM 120.
+   */
+  soa(name: string, options?: { ttl?: number; minimum?: number }): this;
+  /**
+   * Sets the AD bit of answers for `name` and every name below it (like a signed zone; a closer
+   * name's setting wins, like an unsigned delegation). Error rcodes other than NXDOMAIN never carry AD.
+   */
+  ad(name: string, on?: boolean): this;
+  /** Sets the TTL of every record owned by `name` (default 60 s). */
+  ttl(name: string, seconds: number): this;
+  /** Answers every UDP query for `name` with TC=1 and no records, so the client retries over TCP. */
+  truncate(name: string, on?: boolean): this;
+  /** Sends these spoofed UDP replies before each real answer for `name` (see {@link Spoof}). */
+  spoof(name: string, ...kinds: Spoof[]): this;
   /** Answers every query for `name` with an error rcode, or never (`drop`). */
   fail(name: string, failure: Failure): this;
   nxdomain(name: string): this;
@@ -86,6 +141,8 @@ export interface DnsServer {
   readonly log: readonly QueryLogEntry[];
   /** How many CNAME hops an answer follows before it stops (default 16). */
   chaseLimit: number;
+  /** Spoofed replies sent so far (see `spoof`). */
+  spoofsSent: number;
   close(): Promise<void>;
 }
 
@@ -121,6 +178,7 @@ export interface DnsServerOptions {
 export async function startDnsServer(options: DnsServerOptions = {}): Promise<DnsServer> {
   const host = options.host ?? '127.0.0.1';
   const zone = new Map<string, Node>();
+  const extras = new Map<string, Extra>();
   const counts = new Map<string, number>();
   const log: QueryLogEntry[] = [];
   const sockets = new Set<net.Socket>();
@@ -131,6 +189,35 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     let n = zone.get(k);
     if (n === undefined) zone.set(k, (n = {}));
     return n;
+  };
+  const extra = (name: string): Extra => {
+    const k = key(name);
+    let e = extras.get(k);
+    if (e === undefined) extras.set(k, (e = {}));
+    return e;
+  };
+  /** The closest name at or above `name` (label by label) whose extra settings define `pick`. */
+  function closest<T>(name: string, pick: (e: Extra) => T | undefined): { name: string; value: T } | undefined {
+    for (let n = key(name); ; n = n.slice(n.indexOf('.') + 1)) {
+      const v = extras.get(n);
+      const value = v === undefined ? undefined : pick(v);
+      if (value !== undefined) return { name: n, value };
+      if (!n.includes('.')) return undefined;
+    }
+  }
+  const ttlOf = (name: string): number => extras.get(key(name))?.ttl ?? 60;
+  const soaFor = (name: string): packet.Answer[] => {
+    const apex = closest(name, (e) => e.soa);
+    if (apex === undefined) return [];
+    const data = { mname: `ns.${apex.name}`, rname: `hostmaster.${apex.name}`, serial: 1, refresh: 3600 };
+    return [
+      {
+        type: 'SOA',
+        name: apex.name,
+        ttl: apex.value.ttl,
+        data: { ...data, retry: 600, expire: 86400, minimum: apex.value.minimum },
+      },
+    ];
   };
 
   function answer(query: packet.DecodedPacket, transport: 'udp' | 'tcp'): Buffer | null {
@@ -143,14 +230,27 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     const flags = packet.RECURSION_DESIRED | packet.RECURSION_AVAILABLE | packet.AUTHORITATIVE_ANSWER;
     if (q === undefined) return packet.encode({ ...base, flags: flags | RCODE.FORMERR });
     const qname = key(q.name);
-    log.push({ name: qname, type: q.type, transport });
+    const opt = query.additionals?.find((r): r is packet.OptAnswer => r.type === 'OPT');
+    log.push({
+      name: qname,
+      type: q.type,
+      transport,
+      ednsUdpSize: opt?.udpPayloadSize,
+      dnssecOk: opt?.flag_do === true,
+      ad: query.flag_ad,
+      rd: query.flag_rd,
+      cd: query.flag_cd,
+    });
     counts.set(qname, (counts.get(qname) ?? 0) + 1);
     counts.set(`${qname} ${q.type}`, (counts.get(`${qname} ${q.type}`) ?? 0) + 1);
 
+    const adFlag = closest(qname, (e) => e.ad)?.value === true ? packet.AUTHENTIC_DATA : 0;
     const first = zone.get(qname);
     if (first?.failure === 'drop') return null;
-    if (first?.failure !== undefined) return packet.encode({ ...base, flags: flags | RCODE[first.failure] });
-    if (first === undefined) return packet.encode({ ...base, flags: flags | RCODE.NXDOMAIN });
+    if (first?.failure === 'NXDOMAIN' || first === undefined) {
+      return packet.encode({ ...base, flags: flags | adFlag | RCODE.NXDOMAIN, authorities: soaFor(qname) });
+    }
+    if (first.failure !== undefined) return packet.encode({ ...base, flags: flags | RCODE[first.failure] });
 
     const answers: packet.Answer[] = [];
     let rcode = 0;
@@ -159,7 +259,7 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     for (let hops = 0; ; hops++) {
       const owner = n.owner ?? name;
       if (n.cname !== undefined) {
-        answers.push({ type: 'CNAME', name: owner, ttl: 60, data: n.cname.target });
+        answers.push({ type: 'CNAME', name: owner, ttl: ttlOf(name), data: n.cname.target });
         if (n.cname.only || q.type === 'CNAME' || hops >= api.chaseLimit) break;
         // Like a recursive resolver: chase the target and report its rcode with the chain.
         name = key(n.cname.target);
@@ -171,15 +271,23 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
         n = next;
         continue;
       }
-      if (q.type === 'TXT') for (const r of n.txt ?? []) answers.push({ type: 'TXT', name: owner, ttl: 60, data: r });
-      if (q.type === 'A') for (const r of n.a ?? []) answers.push({ type: 'A', name: owner, ttl: 60, data: r });
-      if (q.type === 'AAAA')
-        for (const r of n.aaaa ?? []) answers.push({ type: 'AAAA', name: owner, ttl: 60, data: r });
+      const ttl = ttlOf(name);
+      if (q.type === 'TXT') for (const r of n.txt ?? []) answers.push({ type: 'TXT', name: owner, ttl, data: r });
+      if (q.type === 'A') for (const r of n.a ?? []) answers.push({ type: 'A', name: owner, ttl, data: r });
+      if (q.type === 'AAAA') for (const r of n.aaaa ?? []) answers.push({ type: 'AAAA', name: owner, ttl, data: r });
+      if (q.type === 'MX') for (const r of n.mx ?? []) answers.push({ type: 'MX', name: owner, ttl, data: r });
+      if (q.type === 'TLSA') for (const r of n.tlsa ?? []) answers.push({ type: 'TLSA', name: owner, ttl, data: r });
+      if (q.type === 'SOA' && extras.get(name)?.soa !== undefined) answers.push(...soaFor(name));
       break;
     }
-    const full = packet.encode({ ...base, flags: flags | rcode, answers });
-    if (transport === 'udp' && full.length > UDP_LIMIT) {
-      return packet.encode({ ...base, flags: flags | rcode | packet.TRUNCATED_RESPONSE });
+    // RFC 2308 §3: a negative answer (NXDOMAIN at the end of a chain, or NODATA) carries the zone's SOA.
+    const negative = rcode === RCODE.NXDOMAIN || answers.length === 0;
+    const authorities = rcode === 0 || rcode === RCODE.NXDOMAIN ? (negative ? soaFor(name) : []) : [];
+    const secure = rcode === 0 || rcode === RCODE.NXDOMAIN ? adFlag : 0;
+    const full = packet.encode({ ...base, flags: flags | rcode | secure, answers, authorities });
+    const truncated = extras.get(qname)?.truncate === true;
+    if (transport === 'udp' && (full.length > UDP_LIMIT || truncated)) {
+      return packet.encode({ ...base, flags: flags | rcode | secure | packet.TRUNCATED_RESPONSE });
     }
     if (full.length > 0xffff) {
       // dns-packet does not compress names; an answer no DNS message can carry is a test bug.
@@ -189,7 +297,28 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     return full;
   }
 
-  function respond(msg: Buffer, transport: 'udp' | 'tcp', send: (b: Buffer) => void): void {
+  /** Sends the spoofed replies set for the query's name; true when it sent any. */
+  function sendSpoofs(query: packet.DecodedPacket, to: dgram.RemoteInfo, udp: dgram.Socket): boolean {
+    const q = query.questions?.[0];
+    const kinds = q === undefined ? undefined : extras.get(key(q.name))?.spoof;
+    if (q === undefined || kinds === undefined || kinds.length === 0) return false;
+    for (const kind of kinds) {
+      const id = kind === 'id' ? ((query.id ?? 0) + 1) & 0xffff : (query.id ?? 0);
+      const question = kind === 'question' ? { ...q, name: `spoofed.${q.name}` } : q;
+      const forged = packet.encode({
+        type: 'response',
+        id,
+        flags: packet.RECURSION_AVAILABLE | packet.AUTHENTIC_DATA | RCODE.NXDOMAIN,
+        questions: [question],
+        answers: [{ type: 'A', name: question.name, ttl: 86400, data: '192.0.2.66' }],
+      });
+      (kind === 'port' ? spoofer : udp).send(forged, to.port, to.address);
+      api.spoofsSent++;
+    }
+    return true;
+  }
+
+  function respond(msg: Buffer, transport: 'udp' | 'tcp', send: (b: Buffer) => void, udp?: dgram.RemoteInfo): void {
     let query: packet.DecodedPacket;
     try {
       query = packet.decode(msg);
@@ -198,7 +327,9 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     }
     const reply = answer(query, transport);
     if (reply === null) return;
-    const delayMs = zone.get(key(query.questions?.[0]?.name ?? ''))?.delayMs ?? 0;
+    // The real reply waits a little so the spoofed ones surely arrive first.
+    const spoofed = udp !== undefined && sendSpoofs(query, udp, udpSocket);
+    const delayMs = (zone.get(key(query.questions?.[0]?.name ?? ''))?.delayMs ?? 0) + (spoofed ? 20 : 0);
     if (delayMs <= 0) {
       send(reply);
       return;
@@ -238,7 +369,7 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
   for (let attempt = 1; udp === undefined; attempt++) {
     const u = dgram.createSocket('udp4');
     u.on('message', (msg, rinfo) => {
-      respond(msg, 'udp', (b) => u.send(b, rinfo.port, rinfo.address));
+      respond(msg, 'udp', (b) => u.send(b, rinfo.port, rinfo.address), rinfo);
     });
     u.on('error', () => {});
     u.bind(options.port ?? 0, host);
@@ -255,11 +386,17 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     }
   }
   const udpSocket: dgram.Socket = udp;
+  // Sends the replies spoofed "from another source port".
+  const spoofer = dgram.createSocket('udp4');
+  spoofer.on('error', () => {});
+  spoofer.bind(0, host);
+  await once(spoofer, 'listening');
 
   const api: DnsServer = {
     address: `${host}:${port}`,
     port,
     chaseLimit: 16,
+    spoofsSent: 0,
     log,
     txt(name, records) {
       node(name).txt = records.map(chunks);
@@ -293,6 +430,42 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     drop(name) {
       return this.fail(name, 'drop');
     },
+    mx(name, ...records) {
+      node(name).mx = records.map((r) => {
+        const [preference, exchange] = r.trim().split(/\s+/);
+        return { preference: Number(preference), exchange: exchange ?? '' };
+      });
+      return this;
+    },
+    tlsa(name, ...records) {
+      node(name).tlsa = records.map((r) => {
+        const [usage, selector, matchingType, hex] = r.trim().split(/\s+/);
+        const certificate = Buffer.from(hex ?? '', 'hex');
+        return { usage: Number(usage), selector: Number(selector), matchingType: Number(matchingType), certificate };
+      });
+      return this;
+    },
+    soa(name, options = {}) {
+      node(name);
+      extra(name).soa = { ttl: options.ttl ?? 300, minimum: options.minimum ?? 120 };
+      return this;
+    },
+    ad(name, on = true) {
+      extra(name).ad = on;
+      return this;
+    },
+    ttl(name, seconds) {
+      extra(name).ttl = seconds;
+      return this;
+    },
+    truncate(name, on = true) {
+      extra(name).truncate = on;
+      return this;
+    },
+    spoof(name, ...kinds) {
+      extra(name).spoof = kinds;
+      return this;
+    },
     nodata(name) {
       zone.set(key(name), {});
       return this;
@@ -307,10 +480,13 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
     },
     remove(name) {
       zone.delete(key(name));
+      extras.delete(key(name));
       return this;
     },
     reset() {
       zone.clear();
+      extras.clear();
+      this.spoofsSent = 0;
       counts.clear();
       log.length = 0;
     },
@@ -326,6 +502,7 @@ export async function startDnsServer(options: DnsServerOptions = {}): Promise<Dn
       for (const s of sockets) s.destroy();
       await Promise.all([
         new Promise<void>((resolve) => udpSocket.close(() => resolve())),
+        new Promise<void>((resolve) => spoofer.close(() => resolve())),
         new Promise<void>((resolve) => tcp.close(() => resolve())),
       ]);
     },

@@ -1,0 +1,29 @@
+/**
+ * The DANE lookup's tunables, in one place, with their units. RFC-given values are marked as such;
+ * the rest are our choices (postfix-tlspol's where it has one).
+ */
+
+// --- the DNSSEC client
+/** Default bound of one query (UDP and its TCP retry together): postfix-tlspol's 2 s. */
+export const DANE_QUERY_TIMEOUT_MS = 2000;
+/** EDNS0 UDP payload size we advertise: the DNS Flag Day 2020 value, avoiding IP fragmentation. */
+export const EDNS_UDP_PAYLOAD_BYTES = 1232;
+/** Upper bound of a DNS message over TCP (the 2-octet length prefix, RFC 1035 §4.2.2). */
+export const TCP_MESSAGE_MAX_BYTES = 65_535;
+
+// --- discovery
+/** MX hosts whose addresses and TLSA records are looked up at once (postfix-tlspol's 4). */
+export const DANE_HOST_CONCURRENCY = 4;
+/** CNAME hops followed before a chain counts as broken (postfix-tlspol's and Postfix's 8). */
+export const CNAME_HOP_LIMIT = 8;
+
+// --- the state cache
+/** Shortest time a DANE state is kept, seconds: a 0-TTL answer must not make every reply query DNS. */
+export const DANE_STATE_MIN_TTL_SECONDS = 60;
+/**
+ * Longest time a DANE state is kept, seconds: a cached `dane-only` that outlives the TLSA records
+ * makes Postfix defer, so it is rechecked at least hourly.
+ */
+export const DANE_STATE_MAX_TTL_SECONDS = 3600;
+/** Default number of domains whose DANE state is kept in memory. */
+export const DANE_STATE_CACHE_MAX_ENTRIES = 10_000;
