@@ -29,6 +29,13 @@ export interface Netns {
   readonly hostAddress: string;
   /** `[file, args]` that runs `file args…` inside the namespace, exec'd in place (same PID). */
   command(file: string, args?: readonly string[]): [string, string[]];
+  /**
+   * Adds another address on this side (10.232.N.k, k = 1, 2, …), routed from inside over the pair:
+   * a listener here that the namespace reaches on a port of its own choosing (an MX host on 25).
+   */
+  addHostAddress(): Promise<string>;
+  /** PIDs of the processes running inside the namespace. */
+  pids(): Promise<number[]>;
   /** Deletes the namespace (and with it the veth pair) and its /etc/netns directory. */
   close(): Promise<void>;
 }
@@ -82,11 +89,25 @@ export async function createNetns(): Promise<Netns> {
     await destroy(name, hostIf);
     throw err;
   }
+  let aliases = 0;
   return {
     name,
     address,
     hostAddress,
     command: (file, args = []) => ['ip', ['netns', 'exec', name, file, ...args]],
+    async addHostAddress() {
+      const alias = `10.232.${n}.${++aliases}`;
+      await run('ip', ['addr', 'add', `${alias}/32`, 'dev', hostIf]);
+      await inside('ip', 'route', 'add', `${alias}/32`, 'via', hostAddress);
+      return alias;
+    },
+    async pids() {
+      const { stdout } = await run('ip', ['netns', 'pids', name]);
+      return stdout
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map(Number);
+    },
     close: () => destroy(name, hostIf),
   };
 }
