@@ -60,6 +60,9 @@ export { decide, formatDecision, needsDane } from './decision/decide.js';
 export type { Decision, DecisionZone, TlsrptAttributes } from './decision/decide.js';
 export type { DaneState, DaneStateKind } from './dane/dane-state.js';
 export { createDnssecClient } from './dane/dnssec-client.js';
+export { lookupDane } from './dane/discover.js';
+export type { DaneHost, DaneReport, DaneTlsaRecord, LookupDaneOptions } from './dane/discover.js';
+export { isUsableTlsa } from './dane/tlsa.js';
 export type {
   DnssecAnswer,
   DnssecClient,
