@@ -63,6 +63,8 @@ export { createDnssecClient } from './dane/dnssec-client.js';
 export { lookupDane } from './dane/discover.js';
 export type { DaneHost, DaneReport, DaneTlsaRecord, LookupDaneOptions } from './dane/discover.js';
 export { isUsableTlsa } from './dane/tlsa.js';
+export { DaneStateCache } from './dane/state-cache.js';
+export type { DaneStateCacheOptions } from './dane/state-cache.js';
 export type {
   DnssecAnswer,
   DnssecClient,

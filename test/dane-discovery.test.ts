@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
 import { createDnssecClient, type DnssecClient } from '../src/dane/dnssec-client.js';
 import { lookupDane, type DaneReport } from '../src/dane/discover.js';
+import { DaneStateCache } from '../src/dane/state-cache.js';
 import { isMtaStsError } from '../src/errors.js';
 
 let dns: DnsServer;
@@ -355,4 +356,20 @@ test('property: without AD on the MX, address and TLSA answers of every host, ne
     ),
     { numRuns: 60 },
   );
+});
+
+test('DaneStateCache over lookupDane: one lookup per TTL, temp asked again', async () => {
+  dns.mx('signed.test', '10 mx.signed.test');
+  secureHost('mx.signed.test');
+  const cache = new DaneStateCache({ lookup: (d, signal) => lookupDane(d, { client, signal }) });
+  const [first, second] = await Promise.all([cache.get('signed.test'), cache.get('signed.test')]);
+  assert.equal(first.kind, 'dane-only');
+  assert.deepEqual(second, first);
+  await cache.get('signed.test');
+  assert.equal(dns.queries('signed.test', 'MX'), 1);
+  dns.servfail('_25._tcp.mx.signed.test');
+  cache.clear();
+  assert.equal((await cache.get('signed.test')).kind, 'temp');
+  assert.equal((await cache.get('signed.test')).kind, 'temp');
+  assert.equal(dns.queries('signed.test', 'MX'), 3);
 });

@@ -27,7 +27,7 @@ import { deadline, Deadlines, shareSignal, TIMED_OUT, type Deadline } from './de
 import { fallbackToCached, fetchResult, GraceOutcome, isFetchFailure, type Flown } from './outcomes.js';
 import { confirmedRecord, newRecord, validEndOf } from './policy-record.js';
 import { RememberedPolicies } from './remembered-policies.js';
-import { SingleFlight } from './single-flight.js';
+import { SingleFlight } from '../single-flight.js';
 import { backoffDetails, failureDetails, noPolicyResult, policyResult, stsFailureResult } from './tlsrpt-report.js';
 import {
   DEFAULT_LAST_USE_RESOLUTION_SECONDS,

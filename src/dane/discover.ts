@@ -47,7 +47,7 @@ export interface DaneReport {
 export interface LookupDaneOptions {
   readonly client: DnssecClient;
   /** Ends the lookup: it rejects with `ERR_MTASTS_ABORTED`. */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal | undefined;
   /** MX hosts worked on at once (default 4). */
   readonly concurrency?: number;
 }

@@ -15,3 +15,14 @@ export const TCP_MESSAGE_MAX_BYTES = 65_535;
 /** MX hosts whose addresses and TLSA records are looked up at once (postfix-tlspol's 4). */
 export const DANE_HOST_CONCURRENCY = 4;
 // CNAME hops: `MAX_CNAME_HOPS` (8) of rfc8461/limits.ts, the same bound as MTA-STS discovery and Postfix.
+
+// --- the state cache
+/** Shortest time a DANE state is kept, seconds: a 0-TTL answer must not make every reply query DNS. */
+export const DANE_STATE_MIN_TTL_SECONDS = 60;
+/**
+ * Longest time a DANE state is kept, seconds: a cached `dane-only` that outlives the TLSA records
+ * makes Postfix defer, so it is rechecked at least hourly.
+ */
+export const DANE_STATE_MAX_TTL_SECONDS = 3600;
+/** Default number of domains whose DANE state is kept in memory. */
+export const DANE_STATE_CACHE_MAX_ENTRIES = 10_000;

@@ -1,4 +1,4 @@
-import { MtaStsError } from '../errors.js';
+import { MtaStsError } from './errors.js';
 
 /**
  * Keyed promise sharing ("single-flight"): while work for a key is running, further callers for

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isMtaStsError } from '../errors.js';
+import { isMtaStsError } from './errors.js';
 import { abortable, SingleFlight } from './single-flight.js';
 
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
