@@ -4,11 +4,12 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { startDnsServer, type DnsServer, type TxtRecord } from './helpers/dns-server.js';
+import { mtaStsRejection as codeOf } from './helpers/rejection.js';
 import { createNodeResolver } from '../src/discovery/node-resolver.js';
 import { lookupRecord } from '../src/discovery/lookup-record.js';
 import { parseDomain } from '../src/rfc8461/domain.js';
 import { MAX_CNAME_HOPS } from '../src/rfc8461/limits.js';
-import { isMtaStsError, MtaStsError, type ErrorCode } from '../src/errors.js';
+import { isMtaStsError, type ErrorCode } from '../src/errors.js';
 import type { DnsResolver } from '../src/discovery/resolver.js';
 
 let dns: DnsServer;
@@ -20,16 +21,6 @@ before(async () => {
   resolver = createNodeResolver({ servers: [dns.address], timeoutMs: TIMEOUT_MS });
 });
 after(() => dns?.close());
-
-async function codeOf(p: Promise<unknown>): Promise<MtaStsError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(isMtaStsError(err), `expected an MtaStsError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
-}
 
 function dnsCode(err: unknown): unknown {
   return (err as { code?: unknown }).code;

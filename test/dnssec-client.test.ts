@@ -7,8 +7,9 @@ import net from 'node:net';
 import { once } from 'node:events';
 import * as packet from 'dns-packet';
 import { startDnsServer, type DnsServer, type Spoof } from './helpers/dns-server.js';
+import { mtaStsRejection as failureOf } from './helpers/rejection.js';
 import { createDnssecClient, type DnssecClient } from '../src/dane/dnssec-client.js';
-import { isMtaStsError, type MtaStsError } from '../src/errors.js';
+import { isMtaStsError } from '../src/errors.js';
 
 let dns: DnsServer;
 let client: DnssecClient;
@@ -21,18 +22,34 @@ before(async () => {
 after(() => dns?.close());
 beforeEach(() => dns.reset());
 
-async function failureOf(p: Promise<unknown>): Promise<MtaStsError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(isMtaStsError(err), `expected an MtaStsError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
-}
-
 function dataOf(a: packet.Answer): unknown {
   return a.type === 'OPT' ? undefined : a.data;
+}
+
+/** A reply to `q` with its id and question (fields override). */
+function response(q: packet.DecodedPacket, fields: Partial<packet.Packet> = {}): Buffer {
+  return packet.encode({ type: 'response', id: q.id ?? 0, flags: 0, questions: q.questions ?? [], ...fields });
+}
+const truncated = (q: packet.DecodedPacket): Buffer[] => [response(q, { flags: packet.TRUNCATED_RESPONSE })];
+
+/** Runs `use` with a client of a raw UDP "resolver" on 127.0.0.1 that answers each query with `replies(query)`. */
+async function withRawResolver(
+  replies: (q: packet.DecodedPacket) => Buffer[],
+  use: (client: DnssecClient, port: number) => Promise<void>,
+  timeoutMs = TIMEOUT_MS,
+): Promise<void> {
+  const udp = dgram.createSocket('udp4');
+  udp.on('message', (msg, rinfo) => {
+    for (const b of replies(packet.decode(msg))) udp.send(b, rinfo.port, rinfo.address);
+  });
+  udp.bind(0, '127.0.0.1');
+  await once(udp, 'listening');
+  const port = udp.address().port;
+  try {
+    await use(createDnssecClient({ server: `127.0.0.1:${port}`, timeoutMs }), port);
+  } finally {
+    udp.close();
+  }
 }
 
 /** UDP and TCP handles this process holds (to check that every query closes its socket). */
@@ -66,23 +83,13 @@ describe('DNSSEC client: what it sends', () => {
 
   test('a fresh random id on every query', async () => {
     const ids = new Set<number>();
-    const probe = dgram.createSocket('udp4');
-    probe.on('message', (msg, rinfo) => {
-      const q = packet.decode(msg);
+    const replies = (q: packet.DecodedPacket): Buffer[] => {
       ids.add(q.id ?? -1);
-      probe.send(
-        packet.encode({ type: 'response', id: q.id ?? 0, flags: 0, questions: q.questions ?? [] }),
-        rinfo.port,
-      );
-    });
-    probe.bind(0, '127.0.0.1');
-    await once(probe, 'listening');
-    const c = createDnssecClient({ server: `127.0.0.1:${probe.address().port}`, timeoutMs: TIMEOUT_MS });
-    try {
+      return [response(q)];
+    };
+    await withRawResolver(replies, async (c) => {
       for (let i = 0; i < 20; i++) await c.query('x.example', 'A');
-    } finally {
-      probe.close();
-    }
+    });
     // 20 draws from 65536 ids: a repeat has probability below 0.3 %; a counter or a constant fails.
     assert.ok(ids.size >= 19, `ids ${[...ids].join(',')}`);
   });
@@ -146,24 +153,15 @@ describe('DNSSEC client: what it reads', () => {
   }
 
   test('a reply whose question differs only in letter case is accepted (RFC 4343)', async () => {
-    const probe = dgram.createSocket('udp4');
-    probe.on('message', (msg, rinfo) => {
-      const q = packet.decode(msg);
-      const questions = (q.questions ?? []).map((x) => ({ ...x, name: x.name.toUpperCase() }));
-      probe.send(
-        packet.encode({ type: 'response', id: q.id ?? 0, flags: packet.AUTHENTIC_DATA, questions }),
-        rinfo.port,
-      );
+    const upper = (q: packet.DecodedPacket): Buffer[] => [
+      response(q, {
+        flags: packet.AUTHENTIC_DATA,
+        questions: (q.questions ?? []).map((x) => ({ ...x, name: x.name.toUpperCase() })),
+      }),
+    ];
+    await withRawResolver(upper, async (c) => {
+      assert.equal((await c.query('mx.signed.example.', 'A')).ad, true);
     });
-    probe.bind(0, '127.0.0.1');
-    await once(probe, 'listening');
-    const c = createDnssecClient({ server: `127.0.0.1:${probe.address().port}`, timeoutMs: TIMEOUT_MS });
-    try {
-      const answer = await c.query('mx.signed.example.', 'A');
-      assert.equal(answer.ad, true);
-    } finally {
-      probe.close();
-    }
   });
 });
 
@@ -210,23 +208,19 @@ describe('DNSSEC client: truncation and spoofing', () => {
   }
 
   test('a spoofed reply and no real one → timeout, not the forgery', async () => {
-    const probe = dgram.createSocket('udp4');
-    probe.on('message', (msg, rinfo) => {
-      const q = packet.decode(msg);
-      const forged = { type: 'response' as const, id: ((q.id ?? 0) + 1) & 0xffff, flags: packet.AUTHENTIC_DATA };
-      probe.send(packet.encode({ ...forged, questions: q.questions ?? [] }), rinfo.port);
-      probe.send(Buffer.from('garbage'), rinfo.port);
-    });
-    probe.bind(0, '127.0.0.1');
-    await once(probe, 'listening');
-    const c = createDnssecClient({ server: `127.0.0.1:${probe.address().port}`, timeoutMs: 150 });
-    try {
-      const err = await failureOf(c.query('mx.signed.example', 'A'));
-      assert.equal(err.code, 'ERR_DANE_DNS');
-      assert.equal(err.details.reason, 'timeout');
-    } finally {
-      probe.close();
-    }
+    const forged = (q: packet.DecodedPacket): Buffer[] => [
+      response(q, { id: ((q.id ?? 0) + 1) & 0xffff, flags: packet.AUTHENTIC_DATA }),
+      Buffer.from('garbage'),
+    ];
+    await withRawResolver(
+      forged,
+      async (c) => {
+        const err = await failureOf(c.query('mx.signed.example', 'A'));
+        assert.equal(err.code, 'ERR_DANE_DNS');
+        assert.equal(err.details.reason, 'timeout');
+      },
+      150,
+    );
   });
 });
 
@@ -279,53 +273,37 @@ describe('DNSSEC client: failures are coded and sockets closed', () => {
   });
 
   test('TC=1 with nothing listening on TCP → ERR_DANE_DNS network', async () => {
-    const probe = dgram.createSocket('udp4');
-    probe.on('message', (msg, rinfo) => {
-      const q = packet.decode(msg);
-      const flags = packet.TRUNCATED_RESPONSE;
-      probe.send(packet.encode({ type: 'response', id: q.id ?? 0, flags, questions: q.questions ?? [] }), rinfo.port);
-    });
-    probe.bind(0, '127.0.0.1');
-    await once(probe, 'listening');
-    const c = createDnssecClient({ server: `127.0.0.1:${probe.address().port}`, timeoutMs: TIMEOUT_MS });
-    try {
+    await withRawResolver(truncated, async (c) => {
       const err = await failureOf(c.query('mx.signed.example', 'A'));
       assert.equal(err.code, 'ERR_DANE_DNS');
       assert.equal(err.details.reason, 'network');
-    } finally {
-      probe.close();
-    }
+    });
   });
 
   test('a TCP reply for another question → ERR_DANE_DNS malformed', async () => {
-    const probe = dgram.createSocket('udp4');
-    const flags = packet.TRUNCATED_RESPONSE;
-    probe.on('message', (msg, rinfo) => {
-      const q = packet.decode(msg);
-      probe.send(packet.encode({ type: 'response', id: q.id ?? 0, flags, questions: q.questions ?? [] }), rinfo.port);
-    });
-    probe.bind(0, '127.0.0.1');
-    await once(probe, 'listening');
-    const tcp = net.createServer((s) => {
-      s.on('error', () => {});
-      s.once('data', (data) => {
-        const q = packet.streamDecode(data);
-        s.write(
-          packet.streamEncode({ type: 'response', id: q.id ?? 0, questions: [{ type: 'A', name: 'other.example' }] }),
-        );
+    await withRawResolver(truncated, async (c, port) => {
+      const tcp = net.createServer((s) => {
+        s.on('error', () => {});
+        s.once('data', (data) => {
+          const q = packet.streamDecode(data);
+          const other = {
+            type: 'response' as const,
+            id: q.id ?? 0,
+            questions: [{ type: 'A' as const, name: 'other.example' }],
+          };
+          s.write(packet.streamEncode(other));
+        });
       });
+      tcp.listen(port, '127.0.0.1');
+      await once(tcp, 'listening');
+      try {
+        const err = await failureOf(c.query('mx.signed.example', 'A'));
+        assert.equal(err.code, 'ERR_DANE_DNS');
+        assert.equal(err.details.reason, 'malformed');
+      } finally {
+        await new Promise((r) => tcp.close(r));
+      }
     });
-    tcp.listen(probe.address().port, '127.0.0.1');
-    await once(tcp, 'listening');
-    const c = createDnssecClient({ server: `127.0.0.1:${probe.address().port}`, timeoutMs: TIMEOUT_MS });
-    try {
-      const err = await failureOf(c.query('mx.signed.example', 'A'));
-      assert.equal(err.code, 'ERR_DANE_DNS');
-      assert.equal(err.details.reason, 'malformed');
-    } finally {
-      probe.close();
-      await new Promise((r) => tcp.close(r));
-    }
   });
 
   test('bad options → ERR_MTASTS_USAGE', () => {

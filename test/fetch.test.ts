@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js';
+import { mtaStsRejection as rejection } from './helpers/rejection.js';
 import { startHttpsHost, type HostBehaviour, type HttpsHost } from './helpers/https-host.js';
 import { getTestCa, type CertKind, type TestCa } from './helpers/test-ca.js';
 import { createNodeResolver } from '../src/discovery/node-resolver.js';
@@ -41,16 +42,6 @@ function domain(label = 'd'): string {
   const d = `${label}${++seq}.fetch.test`;
   dns.mtaSts(d);
   return d;
-}
-
-async function rejection(p: Promise<unknown>): Promise<MtaStsError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(isMtaStsError(err), `expected an MtaStsError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
 }
 
 function causeCode(err: MtaStsError): unknown {
