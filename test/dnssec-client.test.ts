@@ -152,6 +152,27 @@ describe('DNSSEC client: what it reads', () => {
     });
   }
 
+  test('an IPv6 resolver, written in a non-canonical form', async (t) => {
+    const udp = dgram.createSocket('udp6');
+    udp.on('message', (msg, rinfo) =>
+      udp.send(response(packet.decode(msg), { flags: packet.AUTHENTIC_DATA }), rinfo.port, rinfo.address),
+    );
+    try {
+      udp.bind(0, '::1');
+      await once(udp, 'listening');
+    } catch (err) {
+      udp.close();
+      t.skip(`no IPv6 loopback: ${String(err)}`);
+      return;
+    }
+    try {
+      const c = createDnssecClient({ server: `[0:0:0:0:0:0:0:1]:${udp.address().port}`, timeoutMs: TIMEOUT_MS });
+      assert.equal((await c.query('mx.signed.example', 'A')).ad, true);
+    } finally {
+      udp.close();
+    }
+  });
+
   test('a reply whose question differs only in letter case is accepted (RFC 4343)', async () => {
     const upper = (q: packet.DecodedPacket): Buffer[] => [
       response(q, {
@@ -307,7 +328,16 @@ describe('DNSSEC client: failures are coded and sockets closed', () => {
   });
 
   test('bad options → ERR_MTASTS_USAGE', () => {
-    for (const server of ['127.0.0.1', 'localhost:53', '::1:53', '[::1]', '127.0.0.1:0', '127.0.0.1:65536', '']) {
+    for (const server of [
+      '127.0.0.1',
+      'localhost:53',
+      '::1:53',
+      '[::1]',
+      '127.0.0.1:0',
+      '127.0.0.1:65536',
+      '[fe80::1%lo]:53',
+      '',
+    ]) {
       assert.throws(
         () => createDnssecClient({ server }),
         (err) => isMtaStsError(err, 'ERR_MTASTS_USAGE'),

@@ -59,14 +59,17 @@ function parseServer(server: string): Server {
   const host = m?.[1] ?? '';
   const port = Number(m?.[2]);
   const family = net.isIP(host);
-  if (m === null || (family !== 4 && family !== 6) || !Number.isInteger(port) || port < 1 || port > 65_535) {
+  // A zone index (`fe80::1%eth0`) is refused: replies are matched on the address text.
+  const bad = m === null || (family !== 4 && family !== 6) || host.includes('%');
+  if (bad || !Number.isInteger(port) || port < 1 || port > 65_535) {
     throw new MtaStsError(
       'ERR_MTASTS_USAGE',
       `DNSSEC resolver must be an IP address and port ("127.0.0.1:53", "[::1]:53"), got ${JSON.stringify(server)}`,
     );
   }
   // The reply's source address is compared with this text: use Node's canonical form of IPv6.
-  return { host: family === 6 ? new URL(`http://[${host}]/`).hostname.slice(1, -1) : host, port, family };
+  const canonical = new net.SocketAddress({ address: host, family: family === 6 ? 'ipv6' : 'ipv4' }).address;
+  return { host: canonical, port, family };
 }
 
 function failure(
