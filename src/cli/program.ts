@@ -33,6 +33,26 @@ function packageVersion(): string {
   return 'unknown';
 }
 
+/** The sections after the option and command lists of `mtastsdb --help` (and of the man page). */
+export const PROGRAM_HELP_FOOTER: readonly { readonly title: string; readonly text: string }[] = [
+  {
+    title: 'ENVIRONMENT',
+    text:
+      'Environment: MTASTSDB_CONFIG, MTASTSDB_STORE, MTASTSDB_DATA_DIR, MTASTSDB_POLICY_PORT,\n' +
+      'MTASTSDB_LOG_LEVEL, MTASTSDB_ALLOW_PRIVATE_ADDRESSES=1.\n' +
+      'The store is found as the daemon finds it (-c, the environment, then --store/--data-dir);\n' +
+      'commands that only read or maintain the cache never create one.',
+  },
+  {
+    title: 'EXIT STATUS',
+    text:
+      'Exit status: 0 ok, 1 internal error, 2 usage/config/invalid input, 3 no policy or not found,\n' +
+      '4 temporary failure (DNS, fetch), 5 invalid published record/policy, 6 store error,\n' +
+      '7 backoff, 8 no store where the command looked, 9 serve cannot listen, 130 interrupted.\n' +
+      'Errors are printed on stderr as one line `CODE: message`.',
+  },
+];
+
 /** Applies the settings every command needs, recursively (addCommand does not inherit them). */
 function configure(cmd: Command, runtime: CliRuntime): void {
   cmd
@@ -56,17 +76,7 @@ export function buildProgram(runtime: CliRuntime): Command {
     )
     .version(packageVersion(), '-V, --version', 'print the version')
     .helpCommand(true)
-    .addHelpText(
-      'after',
-      '\nEnvironment: MTASTSDB_CONFIG, MTASTSDB_STORE, MTASTSDB_DATA_DIR, MTASTSDB_POLICY_PORT,\n' +
-        'MTASTSDB_LOG_LEVEL, MTASTSDB_ALLOW_PRIVATE_ADDRESSES=1.\n' +
-        'The store is found as the daemon finds it (-c, the environment, then --store/--data-dir);\n' +
-        'commands that only read or maintain the cache never create one.\n' +
-        'Exit status: 0 ok, 1 internal error, 2 usage/config/invalid input, 3 no policy or not found,\n' +
-        '4 temporary failure (DNS, fetch), 5 invalid published record/policy, 6 store error,\n' +
-        '7 backoff, 8 no store where the command looked, 9 serve cannot listen, 130 interrupted.\n' +
-        'Errors are printed on stderr as one line `CODE: message`.',
-    );
+    .addHelpText('after', `\n${PROGRAM_HELP_FOOTER.map((section) => section.text).join('\n')}`);
   addGlobalOptions(program);
   program.addCommand(serve.command(runtime));
   for (const mod of [lookup, get, query, list, show, refresh, del, purge, exportCmd, importCmd]) {

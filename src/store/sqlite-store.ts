@@ -318,6 +318,9 @@ function schemaVersion(db: Database): number {
 /**
  * Applies the missing migrations of `migrations` in one IMMEDIATE transaction (so two processes
  * opening a new file at once migrate it once). Exported for tests that build old databases.
+ *
+ * @internal Not in the published types: its parameter is a driver type (better-sqlite3's types
+ *   are not a dependency of the package).
  */
 export function migrateSqlite(
   db: Database,
