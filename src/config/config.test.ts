@@ -175,6 +175,25 @@ const bad: ReadonlyArray<{ text: string; key: string; why: string }> = [
     why: 'fractional burst',
   },
   { text: 'limits:\n  max_fetches: 3\n', key: 'limits.max_fetches', why: 'unknown limit' },
+  { text: 'default_zone:\n  dane: prefer\n', key: 'default_zone.dane', why: 'dane: prefer without a dane section' },
+  { text: 'zones:\n  mx:\n    dane: prefer\n', key: 'zones.mx.dane', why: 'a zone with dane: prefer, no dane section' },
+  { text: 'dane: {}\ndefault_zone:\n  dane: always\n', key: 'default_zone.dane', why: 'unknown dane level' },
+  { text: 'dane: 1\n', key: 'dane', why: 'dane not a mapping' },
+  { text: 'dane:\n  resolvers: 127.0.0.1:53\n', key: 'dane.resolvers', why: 'unknown dane key' },
+  { text: 'dane:\n  resolver: localhost:53\n', key: 'dane.resolver', why: 'resolver not an IP address' },
+  { text: 'dane:\n  resolver: 127.0.0.1\n', key: 'dane.resolver', why: 'resolver without a port' },
+  { text: 'dane:\n  resolver: 127.0.0.1:0\n', key: 'dane.resolver', why: 'resolver port 0' },
+  { text: 'dane:\n  resolver: 192.0.2.1:53\n', key: 'dane.resolver', why: 'remote resolver not allowed' },
+  { text: 'dane:\n  resolver: "[2001:db8::1]:53"\n', key: 'dane.resolver', why: 'remote IPv6 resolver' },
+  {
+    text: 'dane:\n  resolver: 192.0.2.1:53\n  allow_remote_resolver: "yes"\n',
+    key: 'dane.allow_remote_resolver',
+    why: 'quoted boolean',
+  },
+  { text: 'dane:\n  timeout: 0\n', key: 'dane.timeout', why: 'zero DANE timeout' },
+  { text: 'dane:\n  timeout: 120\n', key: 'dane.timeout', why: 'DANE timeout above a minute' },
+  { text: 'dane:\n  probe: "not a name"\n', key: 'dane.probe', why: 'probe not a DNS name' },
+  { text: 'dane:\n  probe: ""\n', key: 'dane.probe', why: 'empty probe' },
   { text: '- a\n- b\n', key: '', why: 'document is a list' },
   { text: 'port: 1\nport: 2\n', key: '', why: 'duplicate key' },
   { text: 'host: [unclosed\n', key: '', why: 'YAML syntax error' },
@@ -195,6 +214,38 @@ describe('bad configurations fail naming the key', () => {
       );
     });
   }
+});
+
+describe('the dane section', () => {
+  it('absent: no resolver, every zone off', () => {
+    const c = parseConfigText('zones:\n  a:\n    tlsrpt: true\n');
+    assert.equal(c.dane, undefined);
+    assert.equal(zoneFor(c, 'a').dane, 'off');
+  });
+  it('empty: the defaults (127.0.0.1:53, 2 s, probe ".")', () => {
+    const c = parseConfigText('dane: {}\n');
+    assert.deepEqual(c.dane, { resolver: '127.0.0.1:53', timeoutSeconds: 2, probe: '.', allowRemoteResolver: false });
+  });
+  it('as written, with prefer in the default zone and a zone', () => {
+    const c = parseConfigText(
+      'dane:\n  resolver: "[::1]:5353"\n  timeout: 0.5\n  probe: dane.test\n' +
+        'default_zone:\n  dane: prefer\nzones:\n  rpt:\n    tlsrpt: true\n    dane: prefer\n  plain: {}\n',
+    );
+    assert.deepEqual(c.dane, {
+      resolver: '[::1]:5353',
+      timeoutSeconds: 0.5,
+      probe: 'dane.test',
+      allowRemoteResolver: false,
+    });
+    assert.equal(c.defaultZone.dane, 'prefer');
+    assert.equal(zoneFor(c, 'rpt').dane, 'prefer');
+    assert.equal(zoneFor(c, 'plain').dane, 'off');
+  });
+  it('a remote resolver only with allow_remote_resolver: true', () => {
+    const c = parseConfigText('dane:\n  resolver: 192.0.2.1:53\n  allow_remote_resolver: true\n');
+    assert.equal(c.dane?.resolver, '192.0.2.1:53');
+    assert.equal(c.dane?.allowRemoteResolver, true);
+  });
 });
 
 describe('loadConfig', () => {

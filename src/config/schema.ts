@@ -6,6 +6,7 @@
  * (`temp_on_error`, `data_dir`, `store`, `logging`, `metrics`, `limits`) are additions. Anything
  * else is an error naming the key: a typo must not silently fall back to a default.
  */
+import { isIP } from 'node:net';
 import { MtaStsError } from '../errors.js';
 
 /** Per-zone options; a zone is selected by the socketmap name (`socketmap:inet:…:<name>`). */
@@ -88,6 +89,11 @@ export interface Config {
     /** Accepted for compatibility; our refresher refreshes records not updated for 12 h. */
     readonly graceRatio: number;
   };
+  /**
+   * The DANE resolver (RFC 7672 §2.1.1): absent means DANE is off and every zone answers as with
+   * `dane: off`. Required when any zone says `dane: prefer`.
+   */
+  readonly dane?: DaneConfig;
   readonly defaultZone: ZoneConfig;
   readonly zones: Readonly<Record<string, ZoneConfig>>;
   readonly logging: LoggingConfig;
@@ -105,6 +111,18 @@ export interface Config {
     /** TXT lookups over all domains. */
     readonly fetchRateGlobal: RateLimitConfig;
   };
+}
+
+/** `dane:`: where DANE asks, how long, and what proves that the resolver validates. */
+export interface DaneConfig {
+  /** The validating resolver, `host:port` or `[v6]:port`, host an IP address. */
+  readonly resolver: string;
+  /** Per query, seconds. Default 2. */
+  readonly timeoutSeconds: number;
+  /** A name whose answer must carry AD, checked at start and periodically. Default `.`. */
+  readonly probe: string;
+  /** Accept a resolver off loopback (its AD bit crosses a network unprotected). Default false. */
+  readonly allowRemoteResolver: boolean;
 }
 
 /** Built-in zone defaults (postfix-mta-sts-resolver's; zones do not inherit from `default_zone`, as there). */
@@ -129,6 +147,9 @@ const DEFAULTS = Object.freeze({
   dataDir: './data',
   intervalSeconds: 86400,
   graceRatio: 2.0,
+  daneResolver: '127.0.0.1:53',
+  daneTimeoutSeconds: 2,
+  daneProbe: '.',
   metricsHost: '127.0.0.1',
   metricsPort: 9461,
   maxConnections: 10_000,
@@ -269,6 +290,7 @@ const TOP_KEYS = [
   'memory_cache',
   'cache',
   'proactive_policy_fetching',
+  'dane',
   'default_zone',
   'zones',
   'data_dir',
@@ -305,6 +327,52 @@ function cacheSection(v: unknown): { cache: Config['cache']; store?: string } {
   const o = mapping(m.options, 'cache.options', ['cache_size']);
   num(o.cache_size, 'cache.options.cache_size', 10000, { integer: true, min: 1 });
   return { cache: { type }, store: ':memory:' };
+}
+
+/** Parses `host:port` / `[v6]:port` with an IP address host, or undefined. */
+function ipAndPort(v: string): { host: string; port: number } | undefined {
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(v) ?? /^([^:[\]]+):(\d{1,5})$/.exec(v);
+  if (m === null || isIP(m[1] as string) === 0) return undefined;
+  const port = Number(m[2]);
+  return port >= 1 && port <= 65535 ? { host: m[1] as string, port } : undefined;
+}
+
+function isLoopback(ip: string): boolean {
+  return isIP(ip) === 4 ? ip.startsWith('127.') : ip === '::1' || /^::ffff:127\./i.test(ip);
+}
+
+function daneSection(v: unknown): DaneConfig | undefined {
+  if (v === undefined) return undefined;
+  const m = mapping(v, 'dane', ['resolver', 'timeout', 'probe', 'allow_remote_resolver']);
+  const resolver = str(m.resolver, 'dane.resolver') ?? DEFAULTS.daneResolver;
+  const addr = ipAndPort(resolver);
+  if (addr === undefined)
+    fail('dane.resolver', `expected an IP address and port (127.0.0.1:53, [::1]:53), got ${describe(resolver)}`);
+  const allowRemoteResolver = bool(m.allow_remote_resolver, 'dane.allow_remote_resolver', false);
+  // RFC 7672 §2.1.1: the AD bit is only as trustworthy as the channel to the resolver.
+  if (!allowRemoteResolver && !isLoopback(addr.host)) {
+    fail(
+      'dane.resolver',
+      `${resolver} is not on loopback; its AD bit can be forged on the way (set allow_remote_resolver: true to accept it)`,
+    );
+  }
+  const probe = str(m.probe, 'dane.probe') ?? DEFAULTS.daneProbe;
+  if (
+    probe !== '.' &&
+    !/^(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.?$/i.test(probe)
+  ) {
+    fail('dane.probe', `expected a DNS name such as "." or "example.org", got ${describe(probe)}`);
+  }
+  return Object.freeze({
+    resolver,
+    timeoutSeconds: num(m.timeout, 'dane.timeout', DEFAULTS.daneTimeoutSeconds, {
+      min: 0,
+      exclusiveMin: true,
+      max: 60,
+    }),
+    probe,
+    allowRemoteResolver,
+  });
 }
 
 /**
@@ -344,6 +412,18 @@ export function validateConfig(raw: unknown): Config {
   for (const [name, z] of Object.entries(zonesRaw)) {
     if (name === '' || /\s/.test(name)) fail(join('zones', name), 'a zone name is a socketmap name: no spaces');
     zones[name] = zone(z, join('zones', name));
+  }
+
+  const dane = daneSection(m.dane);
+  const defaultZone = zone(m.default_zone, 'default_zone');
+  if (dane === undefined) {
+    const all: Array<[string, ZoneConfig]> = [
+      ['default_zone', defaultZone],
+      ...Object.entries(zones).map(([n, z]): [string, ZoneConfig] => [join('zones', n), z]),
+    ];
+    for (const [key, z] of all) {
+      if (z.dane === 'prefer') fail(join(key, 'dane'), 'dane: prefer needs a dane: section (the validating resolver)');
+    }
   }
 
   const logging = mapping(m.logging, 'logging', ['format', 'level']);
@@ -391,7 +471,8 @@ export function validateConfig(raw: unknown): Config {
         exclusiveMin: true,
       }),
     }),
-    defaultZone: zone(m.default_zone, 'default_zone'),
+    ...(dane !== undefined ? { dane } : {}),
+    defaultZone,
     zones: Object.freeze(zones),
     logging: Object.freeze({
       format: oneOf(logging.format, 'logging.format', ['json', 'text'] as const, 'json'),
