@@ -294,6 +294,13 @@ for (const kind of storeKinds) {
           fetchResult: 'invalid',
         },
         {
+          name: 'policy body over 64 KiB (RFC 8461 §3.3): an invalid policy, as mox reports it',
+          arrange: (d) => net.https.behave(d, { body: { kind: 'oversized', bytes: 64 * 1024 + 1 } }),
+          resultType: 'sts-policy-invalid',
+          reason: /^policy-fetch-error/,
+          fetchResult: 'error',
+        },
+        {
           name: 'expired certificate',
           arrange: (d) => net.https.policy(d, ENFORCE(d), { cert: 'expired' }),
           resultType: 'sts-webpki-invalid',
@@ -464,9 +471,31 @@ for (const kind of storeKinds) {
       assert.equal(rec?.recordId, 'v1');
       assert.equal(rec?.lastUpdate.getTime(), before?.lastUpdate.getTime());
       assert.ok(s.logger.entries.some((e) => e.level === 'error' && e.obj.domain === domain));
-      // Every get keeps trying (no back-off over a cached policy).
+      // RFC 8461 §3.3: no back-off record over a cached policy, but the policy of id v2 is not
+      // fetched again for five minutes; the cached policy answers meanwhile.
+      await s.clock.advance(60_000);
+      const again = await s.db.get(domain);
+      assert.equal(again.policy?.mode, 'enforce');
+      assert.equal(again.fresh, false);
+      assert.match(again.report.failureDetails[0]?.failureReasonCode ?? '', /http-503/);
+      assert.equal(fetches(net, domain), 2, 'a minute later: no fetch');
+      await s.clock.advance(240_000 - 1);
       await s.db.get(domain);
-      assert.equal(fetches(net, domain), 3);
+      assert.equal(fetches(net, domain), 2, 'just under five minutes: no fetch');
+      await s.clock.advance(1);
+      await s.db.get(domain);
+      assert.equal(fetches(net, domain), 3, 'five minutes after the failure: fetched again');
+      // Another new id is a new policy: fetched at once.
+      net.dns.mtaSts(domain, { id: 'v3' });
+      await s.db.get(domain);
+      assert.equal(fetches(net, domain), 4, 'a newer id is fetched at once');
+      // Once the host serves again (after the wait), the new policy is fetched and stored.
+      net.https.policy(domain, ENFORCE(domain));
+      await s.clock.advance(300_000);
+      const fixed = await s.db.get(domain);
+      assert.equal(fixed.fresh, true);
+      assert.equal((await s.store.get(domain))?.recordId, 'v3');
+      assert.equal(fetches(net, domain), 5);
     });
 
     test('txtRecheckSeconds: within the grace no DNS; a confirmation extends validity', async (t) => {
@@ -688,7 +717,7 @@ for (const kind of storeKinds) {
       assert.equal((await s.db.lookup(d.ascii)).domain, d.unicode);
     });
 
-    test('policyRecords: newest lastUse first, then domain; stream with filters; delete; purge; importRecord', async (t) => {
+    test('policyRecords: newest lastUse first, then domain descending; stream with filters; delete; purge; importRecord', async (t) => {
       const s = await setup(t, kind);
       if (!s) return;
       const p = parsePolicy(ENFORCE('list.example.test'));
@@ -698,7 +727,7 @@ for (const kind of storeKinds) {
       await s.clock.advance(1000);
       await s.db.upsert(`c.${base}`, '1', p);
       const all = (await s.db.policyRecords()).map((r) => r.domain);
-      assert.deepEqual(all, [`c.${base}`, `a.${base}`, `b.${base}`]);
+      assert.deepEqual(all, [`c.${base}`, `b.${base}`, `a.${base}`]); // equal lastUse: domain descending (mox)
       await s.clock.advance(60_000); // lastUse resolution: a use is recorded a minute after the last
       await s.db.lookup(`b.${base}`);
       assert.deepEqual(
@@ -807,6 +836,60 @@ for (const kind of storeKinds) {
       assert.equal(out.fresh, false);
       assert.match(out.report.failureDetails[0]?.failureReasonCode ?? '', /fallback-to-cached-policy$/);
       assert.equal((await s.store.get(domain))?.backoff, false);
+    });
+
+    test('a record written while a clock ran a year ahead is stale: a new id and new MX hosts apply, refresh does not skip it', async (t) => {
+      const s = await setup(t, kind, { txtRecheckSeconds: 3600 });
+      if (!s) return;
+      const YEAR = 365 * DAY;
+      const [a, b] = [uniqueDomain('ahead'), uniqueDomain('ahead')];
+      publish(net, a, 'f1', policyText('enforce', [`old.${a}`], 86400));
+      publish(net, b, 'f1', policyText('enforce', [`old.${b}`], 86400));
+      // Another node (or this one before its clock was corrected) ran a year ahead.
+      const fast = await MtaStsDb.open({
+        store: s.store,
+        clock: new ManualClock(s.clock.now() + YEAR),
+        resolver: net.resolver,
+        fetchOptions: net.fetchOptions,
+      });
+      await fast.get(a);
+      await fast.get(b);
+      await fast.close();
+      assert.equal((await s.store.get(a))?.lastUpdate.getTime(), s.clock.now() + YEAR);
+
+      // The domains move to new MX hosts under new ids.
+      publish(net, a, 'f2', policyText('enforce', [`new.${a}`], 86400));
+      publish(net, b, 'f2', policyText('enforce', [`new.${b}`], 86400));
+      // Not "confirmed within the grace": the TXT id is checked, the new policy fetched and stored.
+      const out = await s.db.get(a);
+      assert.equal(out.fresh, true);
+      assert.deepEqual(
+        out.policy?.mx.map((m) => m.domain.ascii),
+        [`new.${a}`],
+      );
+      const ra = await s.store.get(a);
+      assert.equal(ra?.recordId, 'f2');
+      assert.equal(ra?.lastUpdate.getTime(), s.clock.now(), 'the future record was replaced');
+      // Refresh by name: refreshed, not skipped as if another node held it.
+      const summary = await s.db.refresh([b]);
+      assert.deepEqual(summary, { checked: 1, unchanged: 0, updated: 1, failed: 0, deleted: 0 });
+      const rb = await s.store.get(b);
+      assert.equal(rb?.recordId, 'f2');
+      assert.equal(rb?.policy.mx[0]?.domain.ascii, `new.${b}`);
+      // Within the skew, a slightly fast clock still counts as fresh (no TXT query in the grace).
+      const c = uniqueDomain('ahead');
+      publish(net, c, 'g1', policyText('enforce', [`mx.${c}`], 86400));
+      const slightly = await MtaStsDb.open({
+        store: s.store,
+        clock: new ManualClock(s.clock.now() + 60_000),
+        resolver: net.resolver,
+        fetchOptions: net.fetchOptions,
+      });
+      await slightly.get(c);
+      await slightly.close();
+      const q = txtQueries(net, c);
+      assert.equal((await s.db.get(c)).fresh, true);
+      assert.equal(txtQueries(net, c), q, 'one minute ahead is within the skew: answered in the grace');
     });
 
     test('a store failure on write still returns the fetched policy (logged)', async (t) => {

@@ -87,7 +87,7 @@ export async function upsert(
   return (await database()).upsert(domain, recordId, policy, policyText);
 }
 
-/** Every record, newest `lastUse` first, then by domain (Go `PolicyRecords`). */
+/** Every record, newest `lastUse` first, then by domain descending (Go `PolicyRecords`). */
 export async function policyRecords(): Promise<PolicyRecord[]> {
   return (await database()).policyRecords();
 }

@@ -16,7 +16,9 @@ import { createHttpsFetcher } from '../fetch/https-fetcher.js';
 import type { FetchedPolicy, PolicyFetcher } from '../fetch/fetcher.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { noopMetrics, type GetResult, type Metrics } from '../metrics/metrics.js';
+import { BoundedMap } from '../bounded-map.js';
 import { asDomain, type Domain } from '../rfc8461/domain.js';
+import { BACKOFF_SECONDS } from '../rfc8461/limits.js';
 import { policyTextOf, type Policy } from '../rfc8461/policy.js';
 import type { StsRecord } from '../rfc8461/record.js';
 import { MemoryCachedStore } from '../store/memory-cached-store.js';
@@ -25,8 +27,8 @@ import type { ListOptions, PolicyRecord, PolicyStore } from '../store/policy-sto
 import { Refresher } from './refresher.js';
 import { deadline, Deadlines, shareSignal, TIMED_OUT, type Deadline } from './deadline.js';
 import { fallbackToCached, fetchResult, GraceOutcome, isFetchFailure, type Flown } from './outcomes.js';
-import { confirmedRecord, newRecord, validEndOf } from './policy-record.js';
-import { RememberedPolicies } from './remembered-policies.js';
+import { confirmedRecord, fromTheFuture, newRecord, putOverFuture, validEndOf } from './policy-record.js';
+import { estimatePolicyBytes, RememberedPolicies } from './remembered-policies.js';
 import { SingleFlight } from '../single-flight.js';
 import { backoffDetails, failureDetails, noPolicyResult, policyResult, stsFailureResult } from './tlsrpt-report.js';
 import {
@@ -35,9 +37,14 @@ import {
   DEFAULT_REMEMBERED_POLICIES,
   DEFAULT_REMEMBERED_POLICY_BYTES,
   DISCOVERY_TIMEOUT_MS,
+  MAX_REFETCH_FAILURES,
+  MAX_UNSTORED_POLICIES,
+  MAX_UNSTORED_POLICY_BYTES,
+  REFETCH_FAILURE_BYTES,
   REFETCH_TIMEOUT_MS,
   STORE_READ_FLOOR_MS,
   TXT_CHECK_TIMEOUT_MS,
+  UNSTORED_RETRY_MS,
 } from './tunables.js';
 import type { GetOutcome, MtaStsDbOptions, PolicyDatabase, PurgeOptions, RefreshSummary, StsState } from './types.js';
 import { UseRecorder } from './use-recorder.js';
@@ -107,6 +114,15 @@ export class MtaStsDb implements PolicyDatabase {
   /** The last policy answered per domain, for an unreadable store (see {@link stsState}). */
   private readonly remembered: RememberedPolicies;
   private readonly deadlines = new Deadlines();
+  /** Policies fetched but refused by the store, answered until their validEnd (see {@link find}). */
+  private readonly unstored = new BoundedMap<string, { readonly rec: PolicyRecord; readonly retryAt: number }>(
+    MAX_UNSTORED_POLICIES,
+    MAX_UNSTORED_POLICY_BYTES,
+  );
+  /** The last failed fetch of a new TXT id per domain (RFC 8461 §3.3 back-off under a cached policy). */
+  private readonly refetchFailures = new BoundedMap<string, { id: string; at: number; err: unknown }>(
+    MAX_REFETCH_FAILURES,
+  );
   private readonly flights = new SingleFlight<string, Flown>();
   private readonly refresher: Refresher;
   /** Aborted by close(): ends network work in progress and the refresher's sleeps. */
@@ -253,7 +269,16 @@ export class MtaStsDb implements PolicyDatabase {
 
   /** The stored record if it is still valid, with its use recorded; undefined when none is. */
   private async find(key: string, now: number): Promise<PolicyRecord | undefined> {
-    const rec = this.memory !== undefined ? await this.memory.recent(key) : await this.store.get(key);
+    let rec: PolicyRecord | undefined;
+    const kept = this.unstored.get(key)?.rec;
+    try {
+      rec = this.memory !== undefined ? await this.memory.recent(key) : await this.store.get(key);
+    } catch (err) {
+      // The store cannot be read: a policy it refused to take still applies (RFC 8461 §10).
+      if (kept === undefined || kept.validEnd.getTime() <= now) throw err;
+    }
+    // A policy the store refused (read-only, full) is answered from memory until its validEnd.
+    if (kept !== undefined && (rec === undefined || kept.lastUpdate.getTime() > rec.lastUpdate.getTime())) rec = kept;
     // mox: only records with validEnd after now count.
     if (rec === undefined || rec.validEnd.getTime() <= now) return undefined;
     await this.uses.use(key, rec.lastUse.getTime(), now);
@@ -433,12 +458,19 @@ export class MtaStsDb implements PolicyDatabase {
       }
 
       this.metrics.cache('hit');
+      // A policy kept in memory because the store refused it: offer it again now and then.
+      if (this.unstored.size > 0) await this.retryUnstored(key);
       if (cached.backoff) {
         // RFC 8461 §3.3, mox: a fetch failed recently; act as if MTA-STS is not implemented.
         result = 'backoff';
         return { policy: null, fresh: false, report: stsFailureResult(d, [backoffDetails()]), record: cached };
       }
-      if (this.txtRecheckMs > 0 && now - cached.lastUpdate.getTime() < this.txtRecheckMs) {
+      // A record stamped by a clock running ahead is never "recently confirmed".
+      if (
+        this.txtRecheckMs > 0 &&
+        now - cached.lastUpdate.getTime() < this.txtRecheckMs &&
+        !fromTheFuture(cached, now)
+      ) {
         // Confirmed within the grace period: answer without DNS. `fresh` because it was confirmed.
         result = 'ok';
         return new GraceOutcome(d, cached);
@@ -582,6 +614,12 @@ export class MtaStsDb implements PolicyDatabase {
     }
 
     // RFC 8461 §3.3: a new id announces a new policy.
+    const failed = this.refetchFailures.get(key);
+    if (failed !== undefined && failed.id === record.id && this.clock.now() - failed.at < BACKOFF_SECONDS * 1000) {
+      // RFC 8461 §3.3: after a failed fetch, wait before fetching the policy of this id again (a
+      // hostile host must not cost a fetch per delivery); the cached policy applies meanwhile.
+      return fallbackToCached(d, cached, failed.err, true);
+    }
     const t0 = performance.now();
     let fetched: FetchedPolicy;
     const fetchBound = this.bound(REFETCH_TIMEOUT_MS);
@@ -591,6 +629,7 @@ export class MtaStsDb implements PolicyDatabase {
     } catch (err) {
       this.rethrowIfClosing(err);
       this.metrics.fetch(fetchResult(err), (performance.now() - t0) / 1000);
+      this.refetchFailures.set(key, { id: record.id, at: this.clock.now(), err }, REFETCH_FAILURE_BYTES);
       // RFC 8461 §3.3: keep applying the cached policy; never store a back-off over it.
       this.logger.error(
         { err, domain: key, recordId: record.id },
@@ -600,6 +639,7 @@ export class MtaStsDb implements PolicyDatabase {
     } finally {
       fetchBound.dispose();
     }
+    this.refetchFailures.delete(key);
     return this.answerFetched(d, record.id, fetched);
   }
 
@@ -622,9 +662,33 @@ export class MtaStsDb implements PolicyDatabase {
     try {
       return await this.write(key, recordId, fetched.policy, fetched.text);
     } catch (err) {
-      this.logger.error({ err, domain: key }, 'storing the MTA-STS policy failed, continuing with the fetched policy');
+      this.logger.error(
+        { err, domain: key },
+        'storing the MTA-STS policy failed; keeping it in memory until it expires and continuing with it',
+      );
       const now = new Date(this.clock.now());
-      return newRecord(key, recordId, fetched.policy, fetched.text, now, now);
+      return this.keepUnstored(newRecord(key, recordId, fetched.policy, fetched.text, now, now));
+    }
+  }
+
+  /** Keeps a record the store refused, bounded (see {@link find}). */
+  private keepUnstored(rec: PolicyRecord): PolicyRecord {
+    const bytes = estimatePolicyBytes(rec.domain, rec.policy, rec.policyText);
+    this.unstored.set(rec.domain, { rec, retryAt: this.clock.now() + UNSTORED_RETRY_MS }, bytes);
+    return rec;
+  }
+
+  /** Offers a kept record to the store again (at most every {@link UNSTORED_RETRY_MS}); never throws. */
+  private async retryUnstored(key: string): Promise<void> {
+    const kept = this.unstored.get(key);
+    const now = this.clock.now();
+    if (kept === undefined || now < kept.retryAt) return;
+    try {
+      await putOverFuture(this.store, kept.rec, now);
+      this.unstored.delete(key);
+    } catch (err) {
+      this.unstored.replace(key, { rec: kept.rec, retryAt: now + UNSTORED_RETRY_MS });
+      this.logger.debug({ err, domain: key }, 'the store still refuses the MTA-STS policy kept in memory');
     }
   }
 
@@ -632,7 +696,14 @@ export class MtaStsDb implements PolicyDatabase {
   private async confirm(cached: PolicyRecord): Promise<PolicyRecord> {
     const now = this.clock.now();
     const rec: PolicyRecord = { ...confirmedRecord(cached, now), lastUse: new Date(now) };
-    await this.store.put(rec);
+    try {
+      await putOverFuture(this.store, rec, now);
+    } catch (err) {
+      // Unstored, the confirmation still counts: the grace starts now for this process.
+      this.keepUnstored(rec);
+      throw err;
+    }
+    this.unstored.delete(cached.domain);
     return rec;
   }
 
@@ -650,7 +721,8 @@ export class MtaStsDb implements PolicyDatabase {
     const existing = await this.store.get(key);
     // `inserted` is when the domain was first cached: kept across overwrites.
     const rec = newRecord(key, recordId, policy, policyText, now, existing?.inserted ?? now);
-    const written = await this.store.put(rec);
+    const written = await putOverFuture(this.store, rec, now.getTime());
+    this.unstored.delete(key);
     if (!written) {
       // Another node stored a newer record meanwhile (fleet); it wins.
       this.logger.info({ domain: key }, 'a newer MTA-STS record is already stored; keeping it');
@@ -685,6 +757,7 @@ export class MtaStsDb implements PolicyDatabase {
     const key = asDomain(domain).name();
     this.uses.forget(key);
     this.remembered.forget(key);
+    this.unstored.delete(key);
     return this.track(this.store.delete(key));
   }
 
@@ -700,11 +773,14 @@ export class MtaStsDb implements PolicyDatabase {
   // ---------------------------------------------------------------------------------------------
   // listing
 
-  /** Every record, newest `lastUse` first, then by domain (mox `PolicyRecords`). Loads all: see {@link policyRecordsStream}. */
+  /** Every record, newest `lastUse` first, then by domain descending (mox `PolicyRecords`). Loads all: see {@link policyRecordsStream}. */
   async policyRecords(): Promise<PolicyRecord[]> {
     const out: PolicyRecord[] = [];
     for await (const r of this.policyRecordsStream()) out.push(r);
-    return out;
+    // mox's order: last use descending, then domain descending.
+    return out.sort(
+      (a, b) => b.lastUse.getTime() - a.lastUse.getTime() || (a.domain < b.domain ? 1 : a.domain > b.domain ? -1 : 0),
+    );
   }
 
   /** The records matching `options`, newest `lastUse` first, then by domain, read page by page. */

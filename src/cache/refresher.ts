@@ -56,7 +56,7 @@ import { yieldToEventLoop } from '../event-loop.js';
 import { Semaphore } from '../semaphore.js';
 import { deadline, shareSignal } from './deadline.js';
 import { fetchResult } from './outcomes.js';
-import { confirmedRecord, validEndOf } from './policy-record.js';
+import { confirmedRecord, putOverFuture, validEndOf } from './policy-record.js';
 import {
   DEFAULT_LEASE_SECONDS,
   DEFAULT_REFRESH_BATCH,
@@ -325,8 +325,10 @@ export class Refresher {
               const d = asDomain(name);
               const cur = await store.get(d.name());
               if (cur !== undefined) {
-                // Explicit refresh: due whatever its lastUpdate (updatedBefore just after now).
-                const r = await this.refreshRecord(cur, { updatedBefore: new Date(clock.now() + 1), signal });
+                // Explicit refresh: due whatever its lastUpdate (updatedBefore just after now, or
+                // just after a lastUpdate a clock running ahead wrote: that record is stale).
+                const due = Math.max(clock.now(), cur.lastUpdate.getTime()) + 1;
+                const r = await this.refreshRecord(cur, { updatedBefore: new Date(due), signal });
                 if (r === 'unchanged' || r === 'updated' || r === 'failed' || r === 'deleted') counts[r]++;
               } else if (this.deps.discover !== undefined) {
                 const out = await this.deps.discover(d, signal);
@@ -522,6 +524,7 @@ export class Refresher {
     const { store, clock } = this.deps;
     const cur = await store.get(pr.domain);
     if (cur === undefined || cur.lastUpdate.getTime() !== pr.lastUpdate.getTime()) return false;
-    return store.put(change(cur, clock.now()));
+    const now = clock.now();
+    return putOverFuture(store, change(cur, now), now);
   }
 }

@@ -14,6 +14,12 @@ export interface Remembered {
   readonly validEnd: number;
 }
 
+/** Estimated bytes of a policy kept in memory with its key and text. */
+export function estimatePolicyBytes(key: string, policy: Policy, policyText: string): number {
+  // Strings are UTF-16 in V8; patterns and object headers estimated generously.
+  return 2 * (key.length + policyText.length) + 160 * policy.mx.length + 512;
+}
+
 /** See the module comment. */
 export class RememberedPolicies {
   private readonly entries: BoundedMap<string, Remembered>;
@@ -29,9 +35,7 @@ export class RememberedPolicies {
     // table several times a second under load, and a busy domain evicted is remembered again at
     // its next answer.
     if (old !== undefined && old.policy === policy && old.validEnd === validEnd) return;
-    // Strings are UTF-16 in V8; patterns and object headers estimated generously.
-    const bytes = 2 * (key.length + policyText.length) + 160 * policy.mx.length + 512;
-    this.entries.set(key, { policy, policyText, validEnd }, bytes);
+    this.entries.set(key, { policy, policyText, validEnd }, estimatePolicyBytes(key, policy, policyText));
   }
 
   forget(key: string): void {

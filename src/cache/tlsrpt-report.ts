@@ -81,10 +81,14 @@ export function failureReason(err: unknown): string {
   return base;
 }
 
-/** RFC 8460 §4.4.4 result type of a discovery failure: web PKI, policy syntax, or any other fetch error. */
+/**
+ * RFC 8460 §4.4.4 result type of a discovery failure: web PKI, an invalid policy (bad syntax, or a
+ * body over RFC 8461 §3.3's 64 KiB, as mox reports it), or any other fetch error.
+ */
 export function failureResultType(err: unknown): TlsrptResultType {
   if (isMtaStsError(err) && err.details.webpki === true) return 'sts-webpki-invalid';
   if (isMtaStsError(err, 'ERR_MTASTS_POLICY_SYNTAX')) return 'sts-policy-invalid';
+  if (isMtaStsError(err, 'ERR_MTASTS_POLICY_FETCH') && err.details.tooLarge === true) return 'sts-policy-invalid';
   return 'sts-policy-fetch-error';
 }
 

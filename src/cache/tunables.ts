@@ -10,6 +10,25 @@ export const DISCOVERY_TIMEOUT_MS = 60_000;
 export const TXT_CHECK_TIMEOUT_MS = 30_000;
 /** Bound of the fetch of a policy announced by a new TXT id (the fetcher's own default is 60 s too). */
 export const REFETCH_TIMEOUT_MS = 60_000;
+/** Domains whose last failed fetch of a new TXT id is remembered (for the RFC 8461 §3.3 five-minute wait). */
+export const MAX_REFETCH_FAILURES = 10_000;
+/** Estimated bytes of one remembered failure (domain, id, the error and its cause). */
+export const REFETCH_FAILURE_BYTES = 1024;
+
+// --- clocks
+/**
+ * How far ahead of our clock a stored time may be and still be believed (clocks of a fleet
+ * disagree a little). A `lastUpdate` beyond it was written by a clock running ahead: stale.
+ */
+export const CLOCK_SKEW_MS = 5 * 60_000;
+
+// --- policies fetched but not stored (read-only or full disk, a read-only replica)
+/** Domains whose fetched policy is kept in memory because the store refused it. */
+export const MAX_UNSTORED_POLICIES = 10_000;
+/** Bound of the memory those records take, estimated bytes. */
+export const MAX_UNSTORED_POLICY_BYTES = 32 * 1024 * 1024;
+/** An unstored record is offered to the store again at most this often, ms. */
+export const UNSTORED_RETRY_MS = 30_000;
 
 // --- stsState: the answer's deadline and the store-unreadable fallback
 /** Floor of the time the cache-only read gets after the answer's own deadline was spent. */

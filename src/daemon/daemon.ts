@@ -67,6 +67,11 @@ export interface Daemon {
   readonly closed: Promise<void>;
 }
 
+/** Held-back TXT lookups are logged at most once per domain and limit in this long, ms. */
+const RATE_LIMIT_LOG_MS = 60_000;
+/** Domains tracked for that log at most (beyond it, further domains are not logged in the window). */
+const RATE_LIMIT_LOG_KEYS = 1000;
+
 /** A DNS error our limits raise; lookupRecord classifies it as a temporary DNS failure. */
 function limitError(name: string, why: string): Error {
   return Object.assign(new Error(`TXT lookup of ${name} held back: ${why}`), { code: 'ERATELIMIT' });
@@ -140,15 +145,38 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const global = new KeyedRateLimiter({ ...limits.fetchRateGlobal, clock, maxKeys: 1 });
   const baseResolver = options.resolver ?? createNodeResolver();
 
+  // A lookup our own limits hold back is no DNS failure: say so, at most once per domain and
+  // limit every RATE_LIMIT_LOG_MS (a flood must not flood the log), with the count held back.
+  const heldBackCounts = new Map<string, number>();
+  let heldBackSince = clock.now();
+  const heldBack = (name: string, why: string): void => {
+    const now = clock.now();
+    if (now - heldBackSince >= RATE_LIMIT_LOG_MS) {
+      heldBackCounts.clear();
+      heldBackSince = now;
+    }
+    const k = `${why} ${name.toLowerCase()}`;
+    const n = (heldBackCounts.get(k) ?? 0) + 1;
+    if (heldBackCounts.size < RATE_LIMIT_LOG_KEYS || heldBackCounts.has(k)) heldBackCounts.set(k, n);
+    if (n === 1 && heldBackCounts.has(k)) {
+      logger.warn(
+        { domain: name.slice('_mta-sts.'.length), limit: why },
+        `MTA-STS TXT lookup held back by the ${why} (not a DNS failure); a cached policy still answers`,
+      );
+    }
+  };
+
   const resolver: DnsResolver = {
     async resolveTxt(name, signal) {
       if (!name.toLowerCase().startsWith('_mta-sts.')) return baseResolver.resolveTxt(name, signal);
       if (!perDomain.take(name.toLowerCase())) {
         metrics.limit('rate_domain');
+        heldBack(name, 'per-domain rate limit');
         throw limitError(name, 'per-domain rate limit');
       }
       if (!global.take('')) {
         metrics.limit('rate_global');
+        heldBack(name, 'global rate limit');
         throw limitError(name, 'global rate limit');
       }
       if (discoveries.inUse >= discoveries.limit) metrics.limit('discoveries_wait');

@@ -280,7 +280,7 @@ function get(
       }
       const tooBig = (): MtaStsError =>
         new MtaStsError('ERR_MTASTS_POLICY_FETCH', `policy body larger than ${MAX_POLICY_BYTES} bytes`, {
-          details: { limit: MAX_POLICY_BYTES },
+          details: { limit: MAX_POLICY_BYTES, tooLarge: true },
         });
       // RFC 8461 §3.3: the body is at most 64 KiB; checked before and while reading, never after.
       const declared = Number(res.headers['content-length'] ?? '0');
