@@ -4,7 +4,7 @@
 // devDependencies such as @types/better-sqlite3).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -72,9 +72,16 @@ describe('npm package', () => {
     const modules = join(app, 'node_modules');
     await mkdir(join(modules, '@types'), { recursive: true });
     // The package as installed, its dependencies that ship types, and @types/node: nothing else.
-    await symlink(join(tmp, 'package'), join(modules, 'mtastsdb'));
-    for (const dep of ['commander', 'prom-client', 'pino'])
+    // A copy, not a link: TypeScript resolves a linked package's imports from its real path.
+    await cp(join(tmp, 'package'), join(modules, 'mtastsdb'), { recursive: true });
+    // What `npm install mtastsdb` brings: the package's dependencies (none of its devDependencies).
+    const { dependencies = {} } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+    };
+    for (const dep of Object.keys(dependencies)) {
+      await mkdir(dirname(join(modules, dep)), { recursive: true });
       await symlink(join(root, 'node_modules', dep), join(modules, dep));
+    }
     await symlink(join(root, 'node_modules', '@types', 'node'), join(modules, '@types', 'node'));
     await symlink(join(root, 'node_modules', 'undici-types'), join(modules, 'undici-types')).catch(() => {});
     await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
