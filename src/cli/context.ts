@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { MtaStsDb } from '../cache/mtastsdb.js';
@@ -64,9 +65,14 @@ function collect(value: string, previous: string[] | undefined): string[] {
 
 function dnsServer(value: string, previous: string[] | undefined): string[] {
   // host, host:port, [v6] or [v6]:port: the forms node:dns setServers accepts.
-  if (!/^(?:[0-9.]+|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?$|^[0-9a-fA-F:]+$/.test(value)) {
+  const m = /^(?:([0-9.]+)|\[([0-9a-fA-F:.]+)\])(?::([0-9]{1,5}))?$|^([0-9a-fA-F:]+)$/.exec(value);
+  const address = m?.[1] ?? m?.[2] ?? m?.[4];
+  if (m === null || address === undefined || isIP(address) === 0) {
     throw new InvalidArgumentError('expected an IP address with an optional port, e.g. 127.0.0.1:5353');
   }
+  // c-ares aborts the process (a native assertion) on port 0: refuse it here.
+  const p = m[3] === undefined ? 53 : Number(m[3]);
+  if (p < 1 || p > 65535) throw new InvalidArgumentError(`expected a port 1-65535, got ${m[3]}`);
   return collect(value, previous);
 }
 

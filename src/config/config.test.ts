@@ -196,10 +196,51 @@ const bad: ReadonlyArray<{ text: string; key: string; why: string }> = [
   { text: 'dane:\n  probe: ""\n', key: 'dane.probe', why: 'empty probe' },
   { text: '- a\n- b\n', key: '', why: 'document is a list' },
   { text: 'port: 1\nport: 2\n', key: '', why: 'duplicate key' },
+  // Every number is bounded: a value no limit could mean is refused here, naming the key.
+  { text: 'limits:\n  max_connections: 1e300\n', key: 'limits.max_connections', why: 'astronomical limit' },
+  {
+    text: 'limits:\n  max_in_flight_discoveries: 1e12\n',
+    key: 'limits.max_in_flight_discoveries',
+    why: 'astronomical limit',
+  },
+  {
+    text: 'limits:\n  fetch_rate_global:\n    rate: 1e300\n',
+    key: 'limits.fetch_rate_global.rate',
+    why: 'astronomical rate',
+  },
+  {
+    text: 'limits:\n  fetch_rate_per_domain:\n    burst: 1e300\n',
+    key: 'limits.fetch_rate_per_domain.burst',
+    why: 'astronomical burst',
+  },
+  { text: 'shutdown_timeout: .inf\n', key: 'shutdown_timeout', why: 'infinity' },
+  { text: 'cache_grace: .nan\n', key: 'cache_grace', why: 'not a number' },
+  {
+    text: 'proactive_policy_fetching:\n  interval: 1e300\n',
+    key: 'proactive_policy_fetching.interval',
+    why: 'astronomical interval',
+  },
+  {
+    text: 'proactive_policy_fetching:\n  grace_ratio: .inf\n',
+    key: 'proactive_policy_fetching.grace_ratio',
+    why: 'infinity',
+  },
+  {
+    text: 'cache:\n  type: sqlite\n  options:\n    timeout: 1e300\n',
+    key: 'cache.options.timeout',
+    why: 'astronomical timeout',
+  },
   { text: 'host: [unclosed\n', key: '', why: 'YAML syntax error' },
 ];
 
 describe('bad configurations fail naming the key', () => {
+  it('a non-finite number is described as what YAML gave, not as null', () => {
+    assert.throws(
+      () => parseConfigText('shutdown_timeout: .inf\n', 'test.yml'),
+      /shutdown_timeout: expected a number from 0 to 3600, got number Infinity/,
+    );
+  });
+
   for (const c of bad) {
     it(`${c.why}: ${c.key === '' ? '(document)' : c.key}`, () => {
       assert.throws(

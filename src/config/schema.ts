@@ -173,6 +173,8 @@ function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
+  // JSON.stringify writes Infinity and NaN (YAML `.inf`, `.nan`) as null.
+  if (typeof v === 'number') return `number ${String(v)}`;
   return `${typeof v} ${JSON.stringify(v)}`;
 }
 
@@ -201,9 +203,10 @@ function bool(v: unknown, key: string, dflt: boolean): boolean {
   return v;
 }
 
+/** Every number is bounded on both sides: a value past `max` is refused here, not later by a driver or a timer. */
 interface NumberRule {
-  readonly min?: number;
-  readonly max?: number;
+  readonly min: number;
+  readonly max: number;
   /** Must be greater than `min` (not equal). */
   readonly exclusiveMin?: boolean;
   readonly integer?: boolean;
@@ -211,14 +214,14 @@ interface NumberRule {
 
 function num(v: unknown, key: string, dflt: number, rule: NumberRule): number {
   if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `expected a number, got ${describe(v)}`);
-  if (rule.integer && !Number.isInteger(v)) fail(key, `expected a whole number, got ${v}`);
-  if (rule.min !== undefined) {
-    if (rule.exclusiveMin ? v <= rule.min : v < rule.min) {
-      fail(key, `must be ${rule.exclusiveMin ? 'greater than' : 'at least'} ${rule.min}, got ${v}`);
-    }
+  if (typeof v !== 'number' || !Number.isFinite(v)) {
+    fail(key, `expected a number from ${rule.min} to ${rule.max}, got ${describe(v)}`);
   }
-  if (rule.max !== undefined && v > rule.max) fail(key, `must be at most ${rule.max}, got ${v}`);
+  if (rule.integer && !Number.isInteger(v)) fail(key, `expected a whole number, got ${v}`);
+  if (rule.exclusiveMin ? v <= rule.min : v < rule.min) {
+    fail(key, `must be ${rule.exclusiveMin ? 'greater than' : 'at least'} ${rule.min}, got ${v}`);
+  }
+  if (v > rule.max) fail(key, `must be at most ${rule.max}, got ${v}`);
   return v;
 }
 
@@ -273,8 +276,8 @@ function zone(v: unknown, key: string): ZoneConfig {
 function rate(v: unknown, key: string, dflt: RateLimitConfig): RateLimitConfig {
   const m = mapping(v, key, ['rate', 'burst']);
   const r = {
-    rate: num(m.rate, join(key, 'rate'), dflt.rate, { min: 0, exclusiveMin: true }),
-    burst: num(m.burst, join(key, 'burst'), dflt.burst, { min: 1, integer: true }),
+    rate: num(m.rate, join(key, 'rate'), dflt.rate, { min: 0, exclusiveMin: true, max: 1_000_000 }),
+    burst: num(m.burst, join(key, 'burst'), dflt.burst, { min: 1, integer: true, max: 1_000_000 }),
   };
   return Object.freeze(r);
 }
@@ -309,14 +312,14 @@ function cacheSection(v: unknown): { cache: Config['cache']; store?: string } {
   if (type === 'sqlite') {
     // threads and timeout are postfix-mta-sts-resolver's pool settings; better-sqlite3 needs neither.
     const o = mapping(m.options, 'cache.options', ['filename', 'threads', 'timeout']);
-    num(o.threads, 'cache.options.threads', 1, { integer: true, min: 1 });
-    num(o.timeout, 'cache.options.timeout', 5, { min: 0, exclusiveMin: true });
+    num(o.threads, 'cache.options.threads', 1, { integer: true, min: 1, max: 1024 });
+    num(o.timeout, 'cache.options.timeout', 5, { min: 0, exclusiveMin: true, max: 3600 });
     const filename = str(o.filename, 'cache.options.filename');
     return filename === undefined ? { cache: { type } } : { cache: { type, filename }, store: filename };
   }
   if (type === 'postgres') {
     const o = mapping(m.options, 'cache.options', ['dsn', 'timeout']);
-    num(o.timeout, 'cache.options.timeout', 5, { min: 0, exclusiveMin: true });
+    num(o.timeout, 'cache.options.timeout', 5, { min: 0, exclusiveMin: true, max: 3600 });
     const dsn = str(o.dsn, 'cache.options.dsn');
     if (dsn === undefined) fail('cache.options.dsn', 'required when cache.type is postgres');
     if (!/^postgres(?:ql)?:\/\//i.test(dsn)) fail('cache.options.dsn', 'expected a postgres:// URL');
@@ -325,7 +328,7 @@ function cacheSection(v: unknown): { cache: Config['cache']; store?: string } {
   // internal: postfix-mta-sts-resolver's in-memory LRU. We keep the same lifetime (lost on restart)
   // with an in-memory SQLite store; cache_size is accepted and not needed.
   const o = mapping(m.options, 'cache.options', ['cache_size']);
-  num(o.cache_size, 'cache.options.cache_size', 10000, { integer: true, min: 1 });
+  num(o.cache_size, 'cache.options.cache_size', 10000, { integer: true, min: 1, max: 100_000_000 });
   return { cache: { type }, store: ':memory:' };
 }
 
@@ -464,11 +467,13 @@ export function validateConfig(raw: unknown): Config {
       enabled: bool(ppf.enabled, 'proactive_policy_fetching.enabled', true),
       intervalSeconds: num(ppf.interval, 'proactive_policy_fetching.interval', DEFAULTS.intervalSeconds, {
         min: 1,
+        max: 31_557_600,
       }),
       ...(concurrencyLimit !== undefined ? { concurrencyLimit } : {}),
       graceRatio: num(ppf.grace_ratio, 'proactive_policy_fetching.grace_ratio', DEFAULTS.graceRatio, {
         min: 0,
         exclusiveMin: true,
+        max: 1000,
       }),
     }),
     ...(dane !== undefined ? { dane } : {}),
@@ -487,6 +492,7 @@ export function validateConfig(raw: unknown): Config {
       maxConnections: num(limits.max_connections, 'limits.max_connections', DEFAULTS.maxConnections, {
         integer: true,
         min: 1,
+        max: 1_000_000,
       }),
       maxInFlightPerConnection: num(
         limits.max_in_flight_per_connection,
@@ -503,7 +509,7 @@ export function validateConfig(raw: unknown): Config {
         limits.max_in_flight_discoveries,
         'limits.max_in_flight_discoveries',
         DEFAULTS.maxInFlightDiscoveries,
-        { integer: true, min: 1 },
+        { integer: true, min: 1, max: 100_000 },
       ),
       fetchRatePerDomain: rate(
         limits.fetch_rate_per_domain,

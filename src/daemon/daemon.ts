@@ -350,7 +350,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     config = next;
     own?.setLevel(next.logging.level);
     if (needRestart.length > 0) logger.warn({ keys: needRestart }, 'these settings change only on restart');
-    logger.info({ zones: Object.keys(next.zones), level: next.logging.level }, 'configuration reloaded');
+    logger.info({ zones: Object.keys(next.zones), logLevel: next.logging.level }, 'configuration reloaded');
   };
 
   if (options.handleSignals === true) {

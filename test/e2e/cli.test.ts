@@ -361,6 +361,10 @@ describe('mtastsdb CLI', { concurrency: true }, () => {
       [['list', '--mode', 'strict'], /--mode/],
       [['--timeout', 'soon', 'list'], /--timeout/],
       [['--dns-server', 'dns.example', 'list'], /--dns-server/],
+      // c-ares would abort the process on port 0 (a native assertion, exit 134).
+      [['--dns-server', '127.0.0.1:0', 'lookup', 'good.test'], /--dns-server.*port 1-65535/],
+      [['--dns-server', '127.0.0.1:70000', 'lookup', 'good.test'], /--dns-server.*port 1-65535/],
+      [['--dns-server', '999.1.1.1', 'lookup', 'good.test'], /--dns-server/],
       [['--ca', join(tmp, 'missing.pem'), 'lookup', 'good.test'], /cannot read --ca file/],
     ];
     const runs = await Promise.all(cases.map(([args]) => mtastsdb(['--data-dir', dir, ...args])));

@@ -254,7 +254,11 @@ describe('daemon operations', () => {
       process.kill(process.pid, 'SIGHUP');
       for (let i = 0; i < 50 && !daemon.config().zones.postfix?.strictTesting; i++) await sleep(20);
       assert.equal(await c.query('postfix', d), `OK secure match=mx.${d} servername=hostname`, 'same connection');
-      assert.ok(logger.entries.some((e) => e.msg === 'configuration reloaded'));
+      const reloaded = logger.entries.find((e) => e.msg === 'configuration reloaded');
+      assert.ok(reloaded);
+      // The log level applied is a field of its own: a second `level` key would clash with pino's.
+      assert.equal(reloaded.obj.logLevel, 'info');
+      assert.equal(Object.hasOwn(reloaded.obj, 'level'), false);
 
       await writeFile(file, 'port: [broken\n');
       await daemon.reload();
