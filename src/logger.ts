@@ -8,6 +8,8 @@ export interface Logger {
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
   child(bindings: Record<string, unknown>): Logger;
+  /** Whether lines at `level` are written (pino has it); lets callers skip building debug lines. */
+  isLevelEnabled?(level: string): boolean;
 }
 
 /** A logger that drops everything. */

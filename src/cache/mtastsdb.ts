@@ -25,7 +25,7 @@ import { MemoryCachedStore } from '../store/memory-cached-store.js';
 import { openStore } from '../store/open-store.js';
 import type { ListOptions, PolicyRecord, PolicyStore } from '../store/policy-store.js';
 import { Refresher } from './refresher.js';
-import { deadline, Deadlines, shareSignal, TIMED_OUT, type Deadline } from './deadline.js';
+import { deadline, Deadlines, shareSignal, TIMED_OUT, type Deadline } from '../deadline.js';
 import { fallbackToCached, fetchResult, GraceOutcome, isFetchFailure, type Flown } from './outcomes.js';
 import { confirmedRecord, fromTheFuture, newRecord, putOverFuture, validEndOf } from './policy-record.js';
 import { estimatePolicyBytes, RememberedPolicies } from './remembered-policies.js';

@@ -54,7 +54,7 @@ import type { StsRecord } from '../rfc8461/record.js';
 import type { ListOptions, PolicyRecord, PolicyStore } from '../store/policy-store.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import { Semaphore } from '../semaphore.js';
-import { deadline, shareSignal } from './deadline.js';
+import { deadline, shareSignal } from '../deadline.js';
 import { fetchResult } from './outcomes.js';
 import { confirmedRecord, putOverFuture, validEndOf } from './policy-record.js';
 import {

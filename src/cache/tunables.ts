@@ -33,8 +33,7 @@ export const UNSTORED_RETRY_MS = 30_000;
 // --- stsState: the answer's deadline and the store-unreadable fallback
 /** Floor of the time the cache-only read gets after the answer's own deadline was spent. */
 export const STORE_READ_FLOOR_MS = 1000;
-/** Period of the one ticker that checks every pending answer deadline (zone timeouts are seconds). */
-export const DEADLINE_TICK_MS = 50;
+// The deadline ticker's period, DEADLINE_TICK_MS, is in src/deadline.ts (DANE uses it too).
 /** Default number of domains whose last answered policy is remembered for an unreadable store. */
 export const DEFAULT_REMEMBERED_POLICIES = 10_000;
 /** Default bound of the memory those policies take, estimated bytes (a policy is usually under 1 KiB). */

@@ -20,6 +20,8 @@ import { startSocketmapServer } from '../socketmap/server.js';
 import type { SocketmapHandler, SocketmapListen, SocketmapServer } from '../socketmap/server.js';
 import { resolveStoreTarget } from '../store/open-store.js';
 import { createSocketmapHandler } from './handler.js';
+import { startDaneService, type DaneService } from './dane-service.js';
+import type { DnssecClient } from '../dane/dnssec-client.js';
 import { startHttpEndpoint } from './http-endpoint.js';
 import type { HttpEndpoint } from './http-endpoint.js';
 import { createDaemonLogger } from './log.js';
@@ -47,6 +49,10 @@ export interface DaemonOptions {
   readonly metrics?: PrometheusMetrics;
   /** The configuration file the daemon was started with (named in the commands it logs). */
   readonly configFile?: string;
+  /** Replaces the DNSSEC client built from `dane.resolver` (tests). */
+  readonly dnssecClient?: DnssecClient;
+  /** Time between DANE resolver probes, ms (tests; default 5 minutes). */
+  readonly daneProbeIntervalMs?: number;
 }
 
 /** A running daemon. */
@@ -57,6 +63,8 @@ export interface Daemon {
   readonly metricsAddress?: { readonly host: string; readonly port: number };
   readonly db: MtaStsDb;
   readonly metrics: PrometheusMetrics;
+  /** The DANE side, when the configuration has a `dane:` section. */
+  readonly dane?: DaneService;
   /** The configuration in force (changes on reload). */
   config(): Config;
   /** Re-reads the configuration: zones and log level apply at once; connections stay open. */
@@ -108,6 +116,10 @@ function listenError(where: string, err: unknown, missingDir?: string): MtaStsEr
   });
 }
 
+function zonesPreferDane(config: Config): boolean {
+  return config.defaultZone.dane === 'prefer' || Object.values(config.zones).some((z) => z.dane === 'prefer');
+}
+
 /** Keys whose change needs a restart; reload warns about them. */
 function restartKeys(a: Config, b: Config): string[] {
   const out: string[] = [];
@@ -120,6 +132,7 @@ function restartKeys(a: Config, b: Config): string[] {
   if (!same(a.memoryCache, b.memoryCache)) out.push('memory_cache');
   if (!same(a.proactivePolicyFetching, b.proactivePolicyFetching)) out.push('proactive_policy_fetching');
   if (a.logging.format !== b.logging.format) out.push('logging.format');
+  if (!same(a.dane, b.dane)) out.push('dane');
   return out;
 }
 
@@ -244,6 +257,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   });
 
   let http: HttpEndpoint | undefined;
+  let dane: DaneService | undefined;
   try {
     if (config.metrics.enabled) {
       http = await startHttpEndpoint({
@@ -252,12 +266,32 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         metrics: async () => ({ text: await metrics.text(), contentType: metrics.contentType }),
         // A point read: cheap on any store size, and it fails when the store does.
         health: async () => db !== undefined && (await db.store.get('healthz.invalid'), !db.closed),
+        degraded: () => {
+          const p = dane?.problem();
+          return p === undefined || p === null ? [] : [p];
+        },
         logger,
       }).catch((err: unknown) => {
         throw listenError(`metrics ${config.metrics.host}:${config.metrics.port}`, err);
       });
     }
     const ppf = config.proactivePolicyFetching;
+    // RFC 7672: the first probe runs beside the store's opening, so the first answers know
+    // whether the resolver validates.
+    const daneStarting =
+      config.dane !== undefined
+        ? startDaneService({
+            config: config.dane,
+            logger: logger.child({ component: 'dane' }),
+            metrics,
+            ...(options.dnssecClient !== undefined ? { client: options.dnssecClient } : {}),
+            ...(options.daneProbeIntervalMs !== undefined ? { probeIntervalMs: options.daneProbeIntervalMs } : {}),
+          })
+        : undefined;
+    if (daneStarting === undefined) {
+      logger.info({}, 'DANE is off (no dane: section); answers are MTA-STS only, as postfix-mta-sts-resolver gives');
+    }
+    daneStarting?.catch(() => {});
     db = await MtaStsDb.open({
       ...(config.store !== undefined ? { store: config.store } : { dataDir: config.dataDir }),
       refresher: ppf.enabled,
@@ -270,14 +304,28 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       metrics,
       ...(ppf.concurrencyLimit !== undefined ? { refresherOptions: { concurrency: ppf.concurrencyLimit } } : {}),
     });
+    dane = await daneStarting;
+    if (dane !== undefined && !zonesPreferDane(config)) {
+      logger.warn({}, 'a dane: section is configured but no zone says dane: prefer; no answer uses DANE');
+    }
   } catch (err) {
+    dane?.close();
     rejectHandler(err);
     await http?.close().catch(() => {});
     await server.close(0).catch(() => {});
     throw err;
   }
   const openDb: MtaStsDb = db;
-  resolveHandler(createSocketmapHandler({ db: openDb, config: () => config, logger, metrics }));
+  const daneSide = dane;
+  resolveHandler(
+    createSocketmapHandler({
+      db: openDb,
+      config: () => config,
+      logger,
+      metrics,
+      ...(daneSide !== undefined ? { dane: daneSide.handler } : {}),
+    }),
+  );
   // In the background: a large peer table must not delay the first answers.
   const offerAbort = new AbortController();
   const offer = offerResolverImport({
@@ -302,6 +350,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       offerAbort.abort();
       await offer;
       await server.close(graceMs);
+      daneSide?.close();
       await http?.close();
       // The database waits for its own work (refresher step, deferred lastUse writes); bound it.
       let timer: NodeJS.Timeout | undefined;
@@ -368,6 +417,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     ...(http !== undefined ? { metricsAddress: http.address } : {}),
     db: openDb,
     metrics,
+    ...(daneSide !== undefined ? { dane: daneSide } : {}),
     config: () => config,
     reload,
     close,

@@ -1,12 +1,15 @@
 /**
  * The socketmap request handler: normalise the key → ask the cache for the domain's MTA-STS state
- * (every fallback and the zone timeout applied there) → one pure decision → format. Nothing else.
+ * (every fallback and the zone timeout applied there) → where it can change the answer, the DANE
+ * state → one pure decision → format. Nothing else.
  */
 import type { StsState } from '../cache/types.js';
+import type { DaneState } from '../dane/dane-state.js';
+import type { DaneStateOptions } from '../dane/state-cache.js';
 import type { StsStateOptions } from '../cache/mtastsdb.js';
 import type { Config, ZoneConfig } from '../config/schema.js';
 import { zoneFor } from '../config/schema.js';
-import { decide, formatDecision } from '../decision/decide.js';
+import { decide, formatDecision, needsDane, type Decision } from '../decision/decide.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Domain } from '../rfc8461/domain.js';
@@ -19,6 +22,14 @@ export interface HandlerDatabase {
   stsState(domain: string | Domain, options: StsStateOptions): Promise<StsState>;
 }
 
+/** Where the handler gets DANE states (RFC 7672 §2.2). */
+export interface HandlerDane {
+  /** False while DANE answers must not be given (the resolver is known not to validate). */
+  usable(): boolean;
+  /** The domain's DANE state within the timeout; never rejects (a failure is `temp`). */
+  state(domain: string, options: DaneStateOptions): Promise<DaneState>;
+}
+
 /** Options of {@link createSocketmapHandler}. */
 export interface HandlerOptions {
   readonly db: HandlerDatabase;
@@ -26,6 +37,8 @@ export interface HandlerOptions {
   readonly config: () => Config;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** DANE; absent means DANE is off and every zone answers as with `dane: off`. */
+  readonly dane?: HandlerDane;
   /** Monotonic seconds for latency. Default `performance.now() / 1000`. */
   readonly seconds?: () => number;
 }
@@ -42,45 +55,98 @@ function firstWord(reply: string): string {
  * answer → `TEMP client gone`; everything else is the decision's ({@link decide}).
  */
 export function createSocketmapHandler(options: HandlerOptions): SocketmapHandler {
-  const { db, metrics } = options;
+  const { db, metrics, dane, logger } = options;
   const seconds = options.seconds ?? (() => performance.now() / 1000);
-  // A reply without DANE or TLSRPT depends only on the policy and the zone: built once per policy
-  // object (records share them) and zone. Both keys are weak, so the zones of a replaced
-  // configuration (SIGHUP) and the policies no longer cached are collected with their replies.
-  const replies = new WeakMap<ZoneConfig, WeakMap<Policy, string>>();
-  const memoised = (zone: ZoneConfig, sts: StsState & { readonly kind: 'policy' }): string => {
-    let byPolicy = replies.get(zone);
+  // Without TLSRPT a reply depends only on the zone, the policy and the DANE state's kind: built
+  // once per zone and policy object (records share them) and kept with whether DANE can change it.
+  // Both keys are weak, so the zones of a replaced configuration (SIGHUP) and the policies no
+  // longer cached are collected with their replies.
+  interface Memo {
+    /** The MTA-STS answer is `secure`, so a preferred DANE state would replace it. */
+    readonly needsDane: boolean;
+    /** Reply by DANE state kind ('' = DANE not consulted); `temp` is never kept (its reason varies). */
+    readonly replies: Map<string, string>;
+  }
+  const memos = new WeakMap<ZoneConfig, WeakMap<Policy, Memo>>();
+  const memoFor = (zone: ZoneConfig, sts: StsState & { readonly kind: 'policy' }): Memo => {
+    let byPolicy = memos.get(zone);
     if (byPolicy === undefined) {
       byPolicy = new WeakMap();
-      replies.set(zone, byPolicy);
+      memos.set(zone, byPolicy);
     }
-    let text = byPolicy.get(sts.policy);
-    if (text === undefined) {
-      text = formatDecision(decide(zone, sts));
-      byPolicy.set(sts.policy, text);
+    let memo = byPolicy.get(sts.policy);
+    if (memo === undefined) {
+      memo = { needsDane: needsDane(zone, sts), replies: new Map() };
+      byPolicy.set(sts.policy, memo);
     }
-    return text;
+    return memo;
   };
+
+  // Filled only when the debug line is wanted: what the answer rested on.
+  interface Trace {
+    sts?: string;
+    dane?: string;
+  }
 
   return async (name, key, connectionSignal) => {
     const started = seconds();
     const config = options.config();
     const zone = zoneFor(config, name);
     const zoneLabel = Object.hasOwn(config.zones, name) ? name : 'default';
-    const reply = await answer(zone, key, connectionSignal);
-    metrics.socketmapQuery(zoneLabel, firstWord(reply), seconds() - started);
+    const trace: Trace | undefined = logger.isLevelEnabled?.('debug') === true ? {} : undefined;
+    const reply = await answer(zone, key, connectionSignal, trace);
+    const took = seconds() - started;
+    metrics.socketmapQuery(zoneLabel, firstWord(reply), took);
+    if (trace !== undefined) {
+      logger.debug({ key, zone: zoneLabel, answer: reply, ...trace, ms: Math.round(took * 1e4) / 10 }, 'answered');
+    }
     return reply;
   };
 
-  async function answer(zone: ZoneConfig, key: string, connectionSignal: AbortSignal): Promise<string> {
+  async function answer(
+    zone: ZoneConfig,
+    key: string,
+    connectionSignal: AbortSignal,
+    trace: Trace | undefined,
+  ): Promise<string> {
     const normalized = normalizeKey(key);
     if (normalized.kind === 'skip') return NOTFOUND_REPLY;
     const sts = await db.stsState(normalized.domain, {
       signal: connectionSignal,
       timeoutMs: zone.timeoutSeconds * 1000,
     });
+    if (trace !== undefined) trace.sts = sts.kind === 'policy' ? `${sts.policy.mode} from ${sts.source}` : sts.kind;
     if (connectionSignal.aborted) return 'TEMP client gone';
-    if (sts.kind === 'policy' && !zone.tlsrpt && zone.dane === 'off') return memoised(zone, sts);
-    return formatDecision(decide(zone, sts));
+    const daneOn = zone.dane === 'prefer' && dane !== undefined && dane.usable();
+    const memo = sts.kind === 'policy' && !zone.tlsrpt ? memoFor(zone, sts) : undefined;
+    // The DANE state is asked for only where it can change the answer (rule 5 of decide).
+    if (!daneOn || (memo !== undefined ? !memo.needsDane : !needsDane(zone, sts))) {
+      if (memo === undefined) return formatDecision(decide(zone, sts));
+      return remember(memo, '', () => formatDecision(decide(zone, sts)));
+    }
+    const state = await dane.state(sts.kind === 'policy' ? sts.domain : normalized.domain, {
+      signal: connectionSignal,
+      timeoutMs: zone.timeoutSeconds * 1000,
+    });
+    if (trace !== undefined) trace.dane = state.kind === 'temp' ? `temp: ${state.reason}` : state.kind;
+    if (connectionSignal.aborted) return 'TEMP client gone';
+    const d = decide(zone, sts, state);
+    metrics.daneAnswer?.(daneLevel(d));
+    if (memo === undefined || state.kind === 'temp') return formatDecision(d);
+    return remember(memo, state.kind, () => formatDecision(d));
   }
+}
+
+function remember(memo: { readonly replies: Map<string, string> }, kind: string, make: () => string): string {
+  let text = memo.replies.get(kind);
+  if (text === undefined) {
+    text = make();
+    memo.replies.set(kind, text);
+  }
+  return text;
+}
+
+/** The DANE answers metric's label of a decision made with a DANE state. */
+function daneLevel(d: Decision): 'dane-only' | 'dane' | 'temp' | 'secure' {
+  return d.level === 'dane-only' || d.level === 'dane' || d.level === 'temp' ? d.level : 'secure';
 }

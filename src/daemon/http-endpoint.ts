@@ -14,6 +14,12 @@ export interface HttpEndpointOptions {
   /** True when the daemon can answer (the store responds). Bounded by `healthTimeoutMs`. */
   readonly health: () => Promise<boolean>;
   readonly healthTimeoutMs?: number;
+  /**
+   * Why the daemon answers, but with less than it was configured for (e.g. DANE off because the
+   * resolver does not validate). Non-empty: `/healthz` says `degraded: …` (still 200: the daemon
+   * answers, and a restart would not help).
+   */
+  readonly degraded?: () => readonly string[];
   readonly logger: Logger;
 }
 
@@ -39,7 +45,10 @@ async function healthy(check: () => Promise<boolean>, ms: number): Promise<boole
   }
 }
 
-/** Starts the endpoint. `GET /metrics` → 200 Prometheus text; `GET /healthz` → 200 `ok` or 503; else 404. */
+/**
+ * Starts the endpoint. `GET /metrics` → 200 Prometheus text; `GET /healthz` → 200 `ok`, 200
+ * `degraded: <reasons>`, or 503 `unavailable`; else 404.
+ */
 export async function startHttpEndpoint(options: HttpEndpointOptions): Promise<HttpEndpoint> {
   const server = createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
@@ -56,11 +65,11 @@ export async function startHttpEndpoint(options: HttpEndpointOptions): Promise<H
         },
       );
     } else if (url === '/healthz') {
-      void healthy(options.health, options.healthTimeoutMs ?? 2000).then((ok) =>
-        res
-          .writeHead(ok ? 200 : 503, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
-          .end(ok ? 'ok\n' : 'unavailable\n'),
-      );
+      void healthy(options.health, options.healthTimeoutMs ?? 2000).then((ok) => {
+        const reasons = ok ? (options.degraded?.() ?? []) : [];
+        const body = !ok ? 'unavailable\n' : reasons.length > 0 ? `degraded: ${reasons.join('; ')}\n` : 'ok\n';
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain', 'cache-control': 'no-store' }).end(body);
+      });
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { afterEach, beforeEach, describe, it } from 'node:test';
 import { isMtaStsError } from '../errors.js';
 import type { DaneState, DaneStateKind } from './dane-state.js';
 import type { DaneReport } from './discover.js';
@@ -149,5 +149,52 @@ describe('DaneStateCache', () => {
         JSON.stringify(bad),
       );
     }
+  });
+
+  describe('state(): within a time, never rejecting', () => {
+    // The deadline ticker is unref'd (it never keeps a daemon alive): hold the loop open here.
+    let alive: NodeJS.Timeout | undefined;
+    beforeEach(() => {
+      alive = setInterval(() => {}, 1000);
+    });
+    afterEach(() => clearInterval(alive));
+    it('answers a kept state at once and a new one from the lookup', async () => {
+      const f = fakeLookup({ 'a.example': state('dane-only', 600) });
+      const { cache } = cacheWith({ lookup: f.lookup });
+      assert.equal((await cache.state('a.example', { timeoutMs: 1000 })).kind, 'dane-only');
+      assert.equal((await cache.state('a.example', { timeoutMs: 1000 })).kind, 'dane-only');
+      assert.deepEqual(f.calls, ['a.example']);
+    });
+
+    it('a lookup slower than the time is temp, and its late result is kept for the next caller', async () => {
+      const f = fakeLookup({ 'a.example': state('dane', 600) });
+      f.hold();
+      const { cache } = cacheWith({ lookup: f.lookup });
+      const s = await cache.state('a.example', { timeoutMs: 60 });
+      assert.deepEqual([s.kind, s.reason], ['temp', 'DANE lookup timed out']);
+      f.release();
+      await new Promise((r) => setTimeout(r, 10));
+      assert.equal((await cache.state('a.example', { timeoutMs: 60 })).kind, 'dane');
+      assert.equal(f.calls.length, 1);
+    });
+
+    it('an abort, a rejecting lookup and a bad name are temp', async () => {
+      const f = fakeLookup();
+      f.hold();
+      const { cache } = cacheWith({ lookup: f.lookup });
+      const ac = new AbortController();
+      const pending = cache.state('a.example', { timeoutMs: 5000, signal: ac.signal });
+      ac.abort();
+      assert.deepEqual((await pending).kind, 'temp');
+      f.release();
+      const failing = cacheWith({
+        lookup: async () => {
+          throw new Error('boom');
+        },
+      }).cache;
+      const s = await failing.state('b.example', { timeoutMs: 1000 });
+      assert.deepEqual([s.kind, s.reason], ['temp', 'DANE lookup failed']);
+      assert.equal((await cache.state('[192.0.2.1]', { timeoutMs: 1000 })).kind, 'temp');
+    });
   });
 });

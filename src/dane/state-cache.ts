@@ -4,9 +4,10 @@
  * already, every fleet node has its own resolver, and a state is cheap to learn again.
  */
 import { BoundedMap } from '../bounded-map.js';
-import { MtaStsError } from '../errors.js';
+import { MtaStsError, isMtaStsError } from '../errors.js';
 import { parseDomain } from '../rfc8461/domain.js';
 import { SingleFlight } from '../single-flight.js';
+import { Deadlines, TIMED_OUT } from '../deadline.js';
 import type { DaneState } from './dane-state.js';
 import type { DaneReport } from './discover.js';
 import { DANE_STATE_CACHE_MAX_ENTRIES, DANE_STATE_MAX_TTL_SECONDS, DANE_STATE_MIN_TTL_SECONDS } from './tunables.js';
@@ -23,6 +24,14 @@ export interface DaneStateCacheOptions {
   readonly minTtlSeconds?: number;
   /** Longest time a state is kept, seconds (default 3600). */
   readonly maxTtlSeconds?: number;
+}
+
+/** Per-call options of {@link DaneStateCache.state}. */
+export interface DaneStateOptions {
+  /** Ends this caller's wait (the client went away); the shared lookup carries on. */
+  readonly signal?: AbortSignal;
+  /** How long the answer may take, ms; the lookup itself carries on and is kept when it ends. */
+  readonly timeoutMs: number;
 }
 
 interface Entry {
@@ -44,6 +53,7 @@ export class DaneStateCache {
   private readonly now: () => number;
   private readonly minTtlSeconds: number;
   private readonly maxTtlSeconds: number;
+  private readonly deadlines = new Deadlines();
   // Bumped by clear(): a lookup that started before it does not store its result.
   private generation = 0;
 
@@ -84,6 +94,8 @@ export class DaneStateCache {
    *   `ERR_MTASTS_ABORTED` when `signal` aborts; whatever `lookup` rejects with.
    */
   get(domain: string, signal?: AbortSignal): Promise<DaneState> {
+    const fresh = this.fresh(domain);
+    if (fresh !== undefined) return Promise.resolve(fresh);
     let key: string;
     try {
       key = parseDomain(domain).ascii;
@@ -110,9 +122,47 @@ export class DaneStateCache {
     );
   }
 
+  /**
+   * The DANE state of `domain` within `timeoutMs`; never rejects. A lookup that fails, times out
+   * or is aborted is a `temp` state (RFC 7672 §2.1.1: a failed lookup is never "no DANE"), so a
+   * caller can hand the result straight to the decision. The caller tells an abort of its own by
+   * its signal.
+   */
+  async state(domain: string, options: DaneStateOptions): Promise<DaneState> {
+    const fresh = this.fresh(domain);
+    if (fresh !== undefined) return fresh;
+    const bound = this.deadlines.add(options.timeoutMs);
+    try {
+      const got = this.get(domain, options.signal);
+      // After a timeout nobody awaits `got`; its late failure is expected, not unhandled.
+      got.catch(() => {});
+      const outcome = await Promise.race([got, bound.expired]);
+      return outcome === TIMED_OUT ? tempState('DANE lookup timed out') : outcome;
+    } catch (err) {
+      if (isMtaStsError(err, 'ERR_MTASTS_ABORTED')) return tempState('DANE lookup aborted');
+      if (isMtaStsError(err, 'ERR_MTASTS_DOMAIN')) return tempState('not a host name');
+      return tempState(isMtaStsError(err) ? `DANE lookup failed (${err.code})` : 'DANE lookup failed');
+    } finally {
+      this.deadlines.remove(bound);
+    }
+  }
+
+  /**
+   * The kept state of `domain` when it is fresh, looked up by the name as given (callers pass the
+   * lower-case A-label form they already hold; other spellings simply miss and take the slow path).
+   */
+  private fresh(domain: string): DaneState | undefined {
+    const entry = this.entries.get(domain);
+    return entry !== undefined && this.now() < entry.expiresAtMs ? entry.state : undefined;
+  }
+
   /** Forgets every state (a lookup in progress still answers its callers but is not kept). */
   clear(): void {
     this.generation++;
     this.entries.clear();
   }
+}
+
+function tempState(reason: string): DaneState {
+  return { kind: 'temp', ttlSeconds: 0, reason };
 }

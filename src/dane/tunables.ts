@@ -26,3 +26,7 @@ export const DANE_STATE_MIN_TTL_SECONDS = 60;
 export const DANE_STATE_MAX_TTL_SECONDS = 3600;
 /** Default number of domains whose DANE state is kept in memory. */
 export const DANE_STATE_CACHE_MAX_ENTRIES = 10_000;
+
+// --- the resolver probe
+/** Time between resolver probes, ms: 5 minutes, so a resolver that stops validating is noticed soon. */
+export const DANE_PROBE_INTERVAL_MS = 5 * 60_000;

@@ -1,3 +1,5 @@
+import type { DaneStateKind } from '../dane/dane-state.js';
+
 /** Outcome of `MtaStsDb.get`, as counted in metrics. */
 export type GetResult = 'ok' | 'backoff' | 'notfound' | 'error';
 /** Outcome of one HTTPS policy fetch. */
@@ -19,6 +21,15 @@ export interface Metrics {
   /** One socketmap answer: zone name, first word of the answer (`OK`, `NOTFOUND`, `TEMP`), latency. */
   socketmapQuery(zone: string, answer: string, seconds: number): void;
   connections(delta: number): void;
+  /** One DANE lookup that reached DNS (not a cached state): the state it found, its duration. Optional. */
+  daneLookup?(state: DaneStateKind, seconds: number): void;
+  /**
+   * One answer for which the DANE state was consulted, by what it became: `dane-only`, `dane`,
+   * `temp`, or `secure` (no usable DANE: the MTA-STS answer stands). Optional.
+   */
+  daneAnswer?(level: 'dane-only' | 'dane' | 'temp' | 'secure'): void;
+  /** The resolver probe's verdict: 1 validating, 0 not (or unreachable). Optional. */
+  daneResolverValidating?(validating: boolean): void;
 }
 
 /** Metrics that go nowhere. */

@@ -3,6 +3,7 @@
  * so two daemons in one process, as in tests, do not collide). Wired only by the daemon.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DaneStateKind } from '../dane/dane-state.js';
 import type { FetchResult, GetResult, Metrics, RefreshResult } from './metrics.js';
 
 /** Why the daemon held back network work. */
@@ -18,6 +19,7 @@ export interface PrometheusMetricsOptions {
 
 // Socketmap answers are sub-millisecond when warm and up to the zone timeout when cold.
 const QUERY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16];
+const DANE_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8];
 const FETCH_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
 
 /** Metrics for Prometheus: `registry.metrics()` is the `/metrics` text. */
@@ -34,6 +36,10 @@ export class PrometheusMetrics implements Metrics {
   private readonly openConnections: Gauge;
   private readonly connectionsTotal: Counter;
   private readonly limited: Counter<'reason'>;
+  private readonly daneLookups: Counter<'state'>;
+  private readonly daneLookupSeconds: Histogram;
+  private readonly daneAnswers: Counter<'level'>;
+  private readonly daneValidating: Gauge;
 
   constructor(options: PrometheusMetricsOptions = {}) {
     const p = options.prefix ?? 'mtastsdb_';
@@ -99,6 +105,29 @@ export class PrometheusMetrics implements Metrics {
       labelNames: ['reason'],
       registers,
     });
+    this.daneLookups = new Counter({
+      name: `${p}dane_lookups_total`,
+      help: 'DANE lookups that reached DNS, by state found (dane-only, dane, unusable, none, temp)',
+      labelNames: ['state'],
+      registers,
+    });
+    this.daneLookupSeconds = new Histogram({
+      name: `${p}dane_lookup_duration_seconds`,
+      help: 'Duration of DANE lookups that reached DNS',
+      buckets: DANE_BUCKETS,
+      registers,
+    });
+    this.daneAnswers = new Counter({
+      name: `${p}dane_answers_total`,
+      help: 'Answers for which the DANE state was consulted, by level (dane-only, dane, temp; secure = MTA-STS kept)',
+      labelNames: ['level'],
+      registers,
+    });
+    this.daneValidating = new Gauge({
+      name: `${p}dane_resolver_validating`,
+      help: 'The DANE resolver probe: 1 while its answer carries AD, 0 otherwise (absent with DANE off)',
+      registers,
+    });
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: p });
   }
 
@@ -141,6 +170,17 @@ export class PrometheusMetrics implements Metrics {
   /** A network lookup held back by a daemon limit. */
   limit(reason: LimitReason): void {
     this.limited.inc({ reason });
+  }
+
+  daneLookup(state: DaneStateKind, seconds: number): void {
+    this.daneLookups.inc({ state });
+    this.daneLookupSeconds.observe(seconds);
+  }
+  daneAnswer(level: 'dane-only' | 'dane' | 'temp' | 'secure'): void {
+    this.child(`dane ${level}`, () => this.daneAnswers.labels({ level })).inc();
+  }
+  daneResolverValidating(validating: boolean): void {
+    this.daneValidating.set(validating ? 1 : 0);
   }
 
   /** The exposition text for `/metrics`. */

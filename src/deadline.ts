@@ -1,6 +1,8 @@
 import { setMaxListeners } from 'node:events';
-import { MtaStsError } from '../errors.js';
-import { DEADLINE_TICK_MS } from './tunables.js';
+import { MtaStsError } from './errors.js';
+
+/** Period of the one ticker that checks every pending answer deadline, ms (zone timeouts are seconds). */
+const DEADLINE_TICK_MS = 50;
 
 /** A signal that aborts when its parent does or when its time is up, and can be released. */
 export interface Deadline {
