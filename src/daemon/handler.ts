@@ -84,6 +84,7 @@ export function createSocketmapHandler(options: HandlerOptions): SocketmapHandle
 
   // Filled only when the debug line is wanted: what the answer rested on.
   interface Trace {
+    domain?: string;
     sts?: string;
     dane?: string;
   }
@@ -111,6 +112,7 @@ export function createSocketmapHandler(options: HandlerOptions): SocketmapHandle
   ): Promise<string> {
     const normalized = normalizeKey(key);
     if (normalized.kind === 'skip') return NOTFOUND_REPLY;
+    if (trace !== undefined) trace.domain = normalized.domain;
     const sts = await db.stsState(normalized.domain, {
       signal: connectionSignal,
       timeoutMs: zone.timeoutSeconds * 1000,
