@@ -130,3 +130,55 @@ describe('socketmap handler with DANE', () => {
     assert.equal(await handler('postfix', 'example.com', ac.signal), 'TEMP client gone');
   });
 });
+
+describe('socketmap handler debug line', () => {
+  it('at debug level, one line per answer with domain, zone, answer, what it rested on and the time', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = {
+      ...silentLogger,
+      debug: (obj: object, msg?: string) => lines.push({ ...obj, msg }),
+      isLevelEnabled: (level: string) => level === 'debug',
+    };
+    const handler = createSocketmapHandler({
+      db: { stsState: async () => sts() },
+      config: () => CONFIG,
+      logger,
+      metrics: noopMetrics,
+      dane: { usable: () => true, state: async () => ({ kind: 'dane-only', ttlSeconds: 60, reason: 'x' }) },
+    });
+    assert.equal(
+      await handler('sts', 'Example.com.', new AbortController().signal),
+      'OK secure match=mx.example.com servername=hostname',
+    );
+    assert.equal(await handler('postfix', 'example.com', new AbortController().signal), 'OK dane-only');
+    assert.equal(lines.length, 2);
+    const [first, second] = lines;
+    assert.deepEqual(
+      { ...first, ms: typeof first?.ms },
+      {
+        msg: 'answered',
+        key: 'Example.com.',
+        domain: 'example.com',
+        zone: 'sts',
+        answer: 'OK secure match=mx.example.com servername=hostname',
+        sts: 'enforce from fresh',
+        ms: 'number',
+      },
+    );
+    assert.equal(second?.dane, 'dane-only');
+    assert.equal(second?.zone, 'default');
+  });
+
+  it('below debug level, no line is built', async () => {
+    let built = 0;
+    const logger = { ...silentLogger, debug: () => built++, isLevelEnabled: () => false };
+    const handler = createSocketmapHandler({
+      db: { stsState: async () => sts() },
+      config: () => CONFIG,
+      logger,
+      metrics: noopMetrics,
+    });
+    await handler('postfix', 'example.com', new AbortController().signal);
+    assert.equal(built, 0);
+  });
+});
