@@ -83,6 +83,7 @@ export function createDaemonLogger(options: {
       if (state.min <= 50) p.error(obj, msg);
     },
     child: (bindings) => wrap(p.child(bindings)),
+    isLevelEnabled: (level) => state.min <= (RANK[level as LogLevelName] ?? 100),
   });
   return {
     logger: wrap(base),
