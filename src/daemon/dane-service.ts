@@ -28,7 +28,6 @@ export interface DaneServiceOptions {
 /** The running DANE side. */
 export interface DaneService {
   readonly handler: HandlerDane;
-  readonly cache: DaneStateCache;
   /** Null while DANE can be used as configured; else why `/healthz` reports the daemon degraded. */
   problem(): string | null;
   /** Stops the probe. */
@@ -95,7 +94,6 @@ export async function startDaneService(options: DaneServiceOptions): Promise<Dan
   });
   await probe.start();
   return {
-    cache,
     handler: {
       usable: () => probe.usable,
       state: (domain, opts) => cache.state(domain, opts),

@@ -121,12 +121,13 @@ export function createSocketmapHandler(options: HandlerOptions): SocketmapHandle
     if (connectionSignal.aborted) return 'TEMP client gone';
     const daneOn = zone.dane === 'prefer' && dane !== undefined && dane.usable();
     const memo = sts.kind === 'policy' && !zone.tlsrpt ? memoFor(zone, sts) : undefined;
-    // The DANE state is asked for only where it can change the answer (rule 5 of decide).
-    if (!daneOn || (memo !== undefined ? !memo.needsDane : !needsDane(zone, sts))) {
+    // The DANE state is asked for only where it can change the answer (rule 5 of decide), which
+    // needs a policy.
+    if (!daneOn || sts.kind !== 'policy' || !(memo?.needsDane ?? needsDane(zone, sts))) {
       if (memo === undefined) return formatDecision(decide(zone, sts));
       return remember(memo, '', () => formatDecision(decide(zone, sts)));
     }
-    const state = await dane.state(sts.kind === 'policy' ? sts.domain : normalized.domain, {
+    const state = await dane.state(sts.domain, {
       signal: connectionSignal,
       timeoutMs: zone.timeoutSeconds * 1000,
     });

@@ -66,11 +66,6 @@ export class ResolverProbe {
 
   constructor(private readonly options: ResolverProbeOptions) {}
 
-  /** The last verdict; undefined before the first probe has answered. */
-  get last(): ResolverVerdict | undefined {
-    return this.verdict;
-  }
-
   /** True when DANE answers may be given: the resolver is not known to skip validation. */
   get usable(): boolean {
     return this.verdict !== undefined && this.verdict !== 'not-validating';

@@ -94,8 +94,6 @@ export class DaneStateCache {
    *   `ERR_MTASTS_ABORTED` when `signal` aborts; whatever `lookup` rejects with.
    */
   get(domain: string, signal?: AbortSignal): Promise<DaneState> {
-    const fresh = this.fresh(domain);
-    if (fresh !== undefined) return Promise.resolve(fresh);
     let key: string;
     try {
       key = parseDomain(domain).ascii;
