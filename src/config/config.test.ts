@@ -282,6 +282,14 @@ describe('the dane section', () => {
     assert.equal(zoneFor(c, 'rpt').dane, 'prefer');
     assert.equal(zoneFor(c, 'plain').dane, 'off');
   });
+  it('dane: off written bare (YAML reads it as false) or quoted is off', () => {
+    for (const v of ['off', '"off"', 'false']) {
+      const c = parseConfigText(`dane: {}\ndefault_zone:\n  dane: prefer\nzones:\n  mx:\n    dane: ${v}\n`);
+      assert.equal(zoneFor(c, 'mx').dane, 'off', v);
+      assert.equal(c.defaultZone.dane, 'prefer');
+    }
+    assert.throws(() => parseConfigText('dane: {}\ndefault_zone:\n  dane: on\n'), /default_zone\.dane/);
+  });
   it('a remote resolver only with allow_remote_resolver: true', () => {
     const c = parseConfigText('dane:\n  resolver: 192.0.2.1:53\n  allow_remote_resolver: true\n');
     assert.equal(c.dane?.resolver, '192.0.2.1:53');

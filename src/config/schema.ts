@@ -269,7 +269,8 @@ function zone(v: unknown, key: string): ZoneConfig {
     requireSni: bool(m.require_sni, join(key, 'require_sni'), DEFAULT_ZONE.requireSni),
     tlsrpt: bool(m.tlsrpt, join(key, 'tlsrpt'), DEFAULT_ZONE.tlsrpt),
     tempOnError: bool(m.temp_on_error, join(key, 'temp_on_error'), DEFAULT_ZONE.tempOnError),
-    dane: oneOf(m.dane, join(key, 'dane'), ['off', 'prefer'] as const, DEFAULT_ZONE.dane),
+    // YAML 1.1 reads a bare `off` as false: `dane: off` means what it says.
+    dane: oneOf(m.dane === false ? 'off' : m.dane, join(key, 'dane'), ['off', 'prefer'] as const, DEFAULT_ZONE.dane),
   });
 }
 

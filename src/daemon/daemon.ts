@@ -53,6 +53,8 @@ export interface DaemonOptions {
   readonly dnssecClient?: DnssecClient;
   /** Time between DANE resolver probes, ms (tests; default 5 minutes). */
   readonly daneProbeIntervalMs?: number;
+  /** Bounds of a kept DANE state's lifetime, seconds (tests; default 60 and 3600). */
+  readonly daneStateTtlSeconds?: { readonly min: number; readonly max: number };
 }
 
 /** A running daemon. */
@@ -286,6 +288,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
             metrics,
             ...(options.dnssecClient !== undefined ? { client: options.dnssecClient } : {}),
             ...(options.daneProbeIntervalMs !== undefined ? { probeIntervalMs: options.daneProbeIntervalMs } : {}),
+            ...(options.daneStateTtlSeconds !== undefined ? { stateTtlSeconds: options.daneStateTtlSeconds } : {}),
           })
         : undefined;
     if (daneStarting === undefined) {

@@ -21,6 +21,8 @@ export interface DaneServiceOptions {
   readonly client?: DnssecClient;
   /** Time between resolver probes, ms (default 5 minutes). */
   readonly probeIntervalMs?: number;
+  /** Bounds of a kept state's lifetime, seconds (default the state cache's 60 and 3600). */
+  readonly stateTtlSeconds?: { readonly min: number; readonly max: number };
   /** Monotonic seconds for lookup durations. Default `performance.now() / 1000`. */
   readonly seconds?: () => number;
 }
@@ -51,6 +53,9 @@ export async function startDaneService(options: DaneServiceOptions): Promise<Dan
   const client =
     options.client ?? createDnssecClient({ server: config.resolver, timeoutMs: config.timeoutSeconds * 1000 });
   const cache = new DaneStateCache({
+    ...(options.stateTtlSeconds !== undefined
+      ? { minTtlSeconds: options.stateTtlSeconds.min, maxTtlSeconds: options.stateTtlSeconds.max }
+      : {}),
     lookup: async (domain, signal) => {
       const started = seconds();
       const report = await lookupDane(domain, { client, signal });
