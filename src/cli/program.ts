@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { addGlobalOptions, type CliRuntime } from './context.js';
+import * as dane from './commands/dane.js';
 import * as del from './commands/delete.js';
 import * as exportCmd from './commands/export.js';
 import * as get from './commands/get.js';
@@ -79,7 +80,7 @@ export function buildProgram(runtime: CliRuntime): Command {
     .addHelpText('after', `\n${PROGRAM_HELP_FOOTER.map((section) => section.text).join('\n')}`);
   addGlobalOptions(program);
   program.addCommand(serve.command(runtime));
-  for (const mod of [lookup, get, query, list, show, refresh, del, purge, exportCmd, importCmd]) {
+  for (const mod of [lookup, dane, get, query, list, show, refresh, del, purge, exportCmd, importCmd]) {
     program.addCommand(mod.command(runtime));
   }
   configure(program, runtime);

@@ -305,7 +305,20 @@ async function seeded(): Promise<string> {
 
 // ---------------------------------------------------------------------------------------------
 
-const COMMANDS = ['serve', 'lookup', 'get', 'query', 'list', 'show', 'refresh', 'delete', 'purge', 'export', 'import'];
+const COMMANDS = [
+  'serve',
+  'lookup',
+  'dane',
+  'get',
+  'query',
+  'list',
+  'show',
+  'refresh',
+  'delete',
+  'purge',
+  'export',
+  'import',
+];
 
 describe('mtastsdb CLI', { concurrency: true }, () => {
   it('--help of the program lists every command and the exit statuses; --version prints the version', async () => {
@@ -346,7 +359,7 @@ describe('mtastsdb CLI', { concurrency: true }, () => {
       assert.equal(run.stderr, '', c);
     });
     // Commands that print data offer --json.
-    for (const c of ['lookup', 'get', 'list', 'show', 'refresh', 'delete', 'purge', 'import']) {
+    for (const c of ['lookup', 'dane', 'get', 'list', 'show', 'refresh', 'delete', 'purge', 'import']) {
       assert.match(runs[COMMANDS.indexOf(c)]?.stdout ?? '', /--json/, c);
     }
   });
@@ -366,6 +379,7 @@ describe('mtastsdb CLI', { concurrency: true }, () => {
       [['--dns-server', '127.0.0.1:70000', 'lookup', 'good.test'], /--dns-server.*port 1-65535/],
       [['--dns-server', '999.1.1.1', 'lookup', 'good.test'], /--dns-server/],
       [['--ca', join(tmp, 'missing.pem'), 'lookup', 'good.test'], /cannot read --ca file/],
+      [['dane', 'good.test', '--resolver', 'localhost:53'], /host:port|IP address/],
     ];
     const runs = await Promise.all(cases.map(([args]) => mtastsdb(['--data-dir', dir, ...args])));
     runs.forEach((run, i) => assertFailure(run, 2, 'ERR_MTASTS_USAGE', cases[i]?.[1]));
@@ -379,7 +393,7 @@ describe('mtastsdb CLI', { concurrency: true }, () => {
   it('an invalid domain exits 2 with the ERR_MTASTS_DOMAIN line, before any store or network', async () => {
     const dir = join(tmp, 'never-created');
     const runs = await Promise.all(
-      ['lookup', 'get', 'show', 'refresh'].map((c) => mtastsdb(['--data-dir', dir, ...net(), c, 'bad..test'])),
+      ['lookup', 'dane', 'get', 'show', 'refresh'].map((c) => mtastsdb(['--data-dir', dir, ...net(), c, 'bad..test'])),
     );
     for (const run of runs) {
       assertFailure(run, 2, 'ERR_MTASTS_DOMAIN', /^ERR_MTASTS_DOMAIN: invalid domain "bad\.\.test"/);

@@ -9,6 +9,8 @@ import { execFile, spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
 import { parseConfigText } from '../../src/config/load-config.js';
@@ -93,6 +95,26 @@ function postmapQuery(key: string, map: string): Promise<PostmapResult> {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
       resolve({ code, stdout, stderr });
     });
+  });
+}
+
+const here = fileURLToPath(import.meta.url);
+const fromSource = here.endsWith('.ts');
+const cliEntry = join(dirname(here), '..', '..', 'src', 'cli', fromSource ? 'main.ts' : 'main.js');
+
+/** Runs `mtastsdb <args>` as a user does. */
+function cli(args: readonly string[]): Promise<PostmapResult> {
+  const argv = [...(fromSource ? ['--import', 'tsx'] : []), cliEntry, ...args];
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      argv,
+      { timeout: 30_000, cwd: join(dirname(here), '..', '..', ...(fromSource ? [] : ['..'])) },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -302,5 +324,79 @@ describe('DANE state lifetime (the daemon in process, the lab resolver)', () => 
       client.close();
       await daemon.close();
     }
+  });
+});
+
+describe('mtastsdb dane and mtastsdb query over the lab', () => {
+  it('dane <domain>: MX hosts, DNSSEC status, TLSA records with usability, the state', async (t) => {
+    const l = need(t);
+    if (l === undefined) return;
+    const r = await cli(['dane', LAB_DOMAINS.mandatory, '--resolver', l.validating, '--probe', 'dane.test']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^domain: +dane\.test$/m);
+    assert.match(r.stdout, /^mx: +1 host\(s\), DNSSEC-secure MX RRset$/m);
+    assert.match(
+      r.stdout,
+      /^host: +mx\.dane\.test \(preference 10\): secure address, _25\._tcp\.mx\.dane\.test secure$/m,
+    );
+    assert.ok(r.stdout.includes(`3 1 1 ${l.tlsaHex} (usable)`), r.stdout);
+    assert.match(r.stdout, /^state: +dane-only: mandatory DANE/m);
+  });
+
+  it('dane --json: unusable TLSA and an implicit MX, as data', async (t) => {
+    const l = need(t);
+    if (l === undefined) return;
+    const pkix = await cli(['dane', LAB_DOMAINS.pkix, '--json', '--resolver', l.validating, '--probe', 'dane.test']);
+    assert.equal(pkix.code, 0, pkix.stderr);
+    const p = JSON.parse(pkix.stdout) as {
+      state: { kind: string };
+      mxSecure: boolean;
+      hosts: Array<{ host: string; tlsa: Array<{ usage: number; usable: boolean }> }>;
+    };
+    assert.equal(p.state.kind, 'unusable');
+    assert.equal(p.mxSecure, true);
+    assert.deepEqual(
+      p.hosts.map((h) => [h.host, h.tlsa.map((x) => [x.usage, x.usable])]),
+      [[LAB_MX.pkix, [[1, false]]]],
+    );
+    const implicit = await cli([
+      'dane',
+      LAB_DOMAINS.implicit,
+      '--json',
+      '--resolver',
+      l.validating,
+      '--probe',
+      'dane.test',
+    ]);
+    const i = JSON.parse(implicit.stdout) as { implicitMx: boolean; state: { kind: string } };
+    assert.deepEqual([i.implicitMx, i.state.kind], [true, 'dane-only']);
+  });
+
+  it('dane: a bogus TLSA exits 4 (temporary); a resolver that does not validate exits 4 and says so', async (t) => {
+    const l = need(t);
+    if (l === undefined) return;
+    const bogus = await cli(['dane', LAB_DOMAINS.bogus, '--resolver', l.validating, '--probe', 'dane.test']);
+    assert.equal(bogus.code, 4, bogus.stderr);
+    assert.match(bogus.stdout, /^state: +temp:/m);
+    assert.match(bogus.stderr, /ERR_DANE_DNS.*SERVFAIL/);
+    const plain = await cli(['dane', LAB_DOMAINS.mandatory, '--resolver', l.nonValidating, '--probe', 'dane.test']);
+    assert.equal(plain.code, 4);
+    assert.equal(plain.stdout, '');
+    assert.match(plain.stderr, /ERR_DANE_DNS.*does not validate DNSSEC/);
+  });
+
+  it("query: the DANE-aware reply from the daemon's configuration and cache", async (t) => {
+    if (need(t) === undefined) return;
+    // The validating daemon above has stopped; its configuration and store remain.
+    const config = join(dir, 'validating.yml');
+    const common = ['-c', config, '--ca', caFile, '--policy-port', String(https?.port), '--allow-private-addresses'];
+    const q = await cli(['query', LAB_DOMAINS.mandatory, ...common, '--dns-server', lab?.validating ?? '']);
+    assert.equal(q.code, 0, q.stderr);
+    assert.equal(q.stdout, 'OK dane-only\n');
+    const off = await cli(['query', LAB_DOMAINS.mandatory, '--name', 'nodane', ...common]);
+    assert.equal(off.stdout, `OK ${stsAnswer(LAB_DOMAINS.mandatory)}\n`);
+    const bogus = await cli(['query', LAB_DOMAINS.bogus, ...common, '--dns-server', lab?.validating ?? '']);
+    assert.equal(bogus.code, 0, bogus.stderr);
+    assert.match(bogus.stdout, /^TEMP /);
   });
 });

@@ -18,7 +18,9 @@ export function command(runtime: CliRuntime): Command {
         "([host]:port, any case, trailing dot). Runs the daemon's request handler on the same " +
         'configuration (-c, else MTASTSDB_CONFIG) and cache (--store/--data-dir, else the ' +
         "configuration's), so the answer is the daemon's, through the cache. A store that does not " +
-        'exist is an error (nothing is created).\n\n' +
+        'exist is an error (nothing is created). With a dane: section, DANE is asked as the daemon ' +
+        'asks it (the resolver probed first), so the reply is the DANE-aware one (dane-only, dane, ' +
+        'TEMP) where the zone says dane: prefer.\n\n' +
         'Exit status: 0 whenever a reply was produced (NOTFOUND and TEMP included), 2 bad ' +
         'configuration, 6 store error, 8 no store where the configuration points.',
     )
@@ -31,9 +33,24 @@ export function command(runtime: CliRuntime): Command {
       await withContext(this, runtime, async (ctx) => {
         const config = await ctx.config();
         const db = await ctx.db({ mustExist: true, txtRecheckSeconds: config.cacheGraceSeconds });
-        const handler = createSocketmapHandler({ db, config: () => config, logger: ctx.logger, metrics: noopMetrics });
-        const reply = await handler(flags.name, key, ctx.signal);
-        await write(runtime.stdout, `${reply}\n`);
+        const { startDaneService } = await import('../../daemon/dane-service.js');
+        const dane =
+          config.dane !== undefined
+            ? await startDaneService({ config: config.dane, logger: ctx.logger, metrics: noopMetrics })
+            : undefined;
+        try {
+          const handler = createSocketmapHandler({
+            db,
+            config: () => config,
+            logger: ctx.logger,
+            metrics: noopMetrics,
+            ...(dane !== undefined ? { dane: dane.handler } : {}),
+          });
+          const reply = await handler(flags.name, key, ctx.signal);
+          await write(runtime.stdout, `${reply}\n`);
+        } finally {
+          dane?.close();
+        }
       });
     });
 }
