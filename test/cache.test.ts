@@ -387,9 +387,18 @@ for (const kind of storeKinds) {
       assert.deepEqual(out.report.failureDetails, [
         { resultType: 'sts-policy-fetch-error', failureReasonCode: `no-mta-sts-dns-txt-record${FALLBACK_SUFFIX}` },
       ]);
-      const downgrade = s.logger.entries.filter((e) => e.level === 'error' && /downgrade/.test(e.msg));
-      assert.equal(downgrade.length, 1);
-      assert.equal(downgrade[0]?.obj.domain, domain);
+      const downgrades = () => s.logger.entries.filter((e) => e.obj.event === 'downgrade-suspected');
+      assert.equal(downgrades().length, 1);
+      assert.equal(downgrades()[0]?.level, 'warn');
+      assert.match(downgrades()[0]?.msg ?? '', /downgrade attempt/);
+      assert.deepEqual(
+        [downgrades()[0]?.obj.domain, downgrades()[0]?.obj.sign, downgrades()[0]?.obj.mode],
+        [domain, 'txt_vanished', 'enforce'],
+      );
+      // It recurs on every lookup: one line per domain per interval.
+      await s.clock.advance(HOUR);
+      assert.equal((await s.db.get(domain)).policy?.mode, 'enforce');
+      assert.equal(downgrades().length, 1);
       assert.equal(fetches(net, domain), 1);
     });
 
@@ -447,6 +456,13 @@ for (const kind of storeKinds) {
       assert.equal(rec?.inserted.getTime(), inserted);
       assert.equal(rec?.lastUpdate.getTime(), s.clock.now());
       assert.equal(rec?.validEnd.getTime(), s.clock.now() + 7200_000);
+      // The change is an audit line: what the id, mode and patterns were and became.
+      const changed = s.logger.entries.filter((e) => e.msg === 'MTA-STS policy changed');
+      assert.equal(changed.length, 1);
+      assert.equal(changed[0]?.level, 'info');
+      assert.deepEqual(changed[0]?.obj.changes, ['id', 'mode', 'mx']);
+      assert.deepEqual(changed[0]?.obj.id, { from: 'v1', to: 'v2' });
+      assert.deepEqual(changed[0]?.obj.mxAdded, [`mx9.${domain}`]);
     });
 
     test('cached policy, new TXT id, fetch fails: cached policy kept (no back-off written), error logged', async (t) => {
@@ -470,7 +486,11 @@ for (const kind of storeKinds) {
       assert.equal(rec?.backoff, false);
       assert.equal(rec?.recordId, 'v1');
       assert.equal(rec?.lastUpdate.getTime(), before?.lastUpdate.getTime());
-      assert.ok(s.logger.entries.some((e) => e.level === 'error' && e.obj.domain === domain));
+      assert.ok(
+        s.logger.entries.some(
+          (e) => e.level === 'warn' && e.obj.domain === domain && e.obj.sign === 'policy_fetch_failed',
+        ),
+      );
       // RFC 8461 §3.3: no back-off record over a cached policy, but the policy of id v2 is not
       // fetched again for five minutes; the cached policy answers meanwhile.
       await s.clock.advance(60_000);

@@ -228,6 +228,18 @@ for (const kind of storeKinds) {
       const errors = logger.entries.filter((e) => e.level === 'error').map((e) => e.obj.domain);
       assert.ok(errors.includes(d.newIdFails), 'failure logged');
       assert.ok(!errors.includes(d.noneGone));
+      // Audit lines: a new id with a new max_age is not a change of what is enforced (id only);
+      // a weaker policy without a TXT record is a suspected downgrade.
+      const changed = logger.entries.filter((e) => e.msg === 'MTA-STS policy changed');
+      assert.deepEqual(
+        changed.map((e) => [e.obj.domain, e.obj.changes]),
+        [[d.newId, ['id']]],
+      );
+      const downgrades = logger.entries.filter((e) => e.obj.event === 'downgrade-suspected');
+      assert.deepEqual(
+        downgrades.map((e) => [e.level, e.obj.domain, e.obj.sign, e.obj.mode, e.obj.served]),
+        [['warn', d.txtGoneWeaker, 'mode_weakened', 'enforce', 'none']],
+      );
       assert.deepEqual({ ...metrics.refreshes }, { unchanged: 2, updated: 3, failed: 2, deleted: 2, skipped: 0 });
       assert.ok(metrics.sizes.length >= 2, 'cache size reported at open and after the pass');
     });

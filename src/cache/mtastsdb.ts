@@ -15,7 +15,7 @@ import { isMtaStsError, MtaStsError } from '../errors.js';
 import { createHttpsFetcher } from '../fetch/https-fetcher.js';
 import type { FetchedPolicy, PolicyFetcher } from '../fetch/fetcher.js';
 import { silentLogger, type Logger } from '../logger.js';
-import { noopMetrics, type GetResult, type Metrics } from '../metrics/metrics.js';
+import { noopMetrics, type DowngradeSign, type GetResult, type Metrics } from '../metrics/metrics.js';
 import { BoundedMap } from '../bounded-map.js';
 import { asDomain, type Domain } from '../rfc8461/domain.js';
 import { BACKOFF_SECONDS } from '../rfc8461/limits.js';
@@ -30,6 +30,8 @@ import { fallbackToCached, fetchResult, GraceOutcome, isFetchFailure, type Flown
 import { confirmedRecord, fromTheFuture, newRecord, putOverFuture, validEndOf } from './policy-record.js';
 import { estimatePolicyBytes, RememberedPolicies } from './remembered-policies.js';
 import { SingleFlight } from '../single-flight.js';
+import { RepeatGate, repeatedFields } from '../repeat-gate.js';
+import { auditDowngrade, auditPolicyChange } from './policy-audit.js';
 import { backoffDetails, failureDetails, noPolicyResult, policyResult, stsFailureResult } from './tlsrpt-report.js';
 import {
   DEFAULT_LAST_USE_RESOLUTION_SECONDS,
@@ -37,11 +39,14 @@ import {
   DEFAULT_REMEMBERED_POLICIES,
   DEFAULT_REMEMBERED_POLICY_BYTES,
   DISCOVERY_TIMEOUT_MS,
+  DOWNGRADE_LOG_DOMAINS,
+  DOWNGRADE_LOG_INTERVAL_MS,
   MAX_REFETCH_FAILURES,
   MAX_UNSTORED_POLICIES,
   MAX_UNSTORED_POLICY_BYTES,
   REFETCH_FAILURE_BYTES,
   REFETCH_TIMEOUT_MS,
+  STORE_ERROR_LOG_INTERVAL_MS,
   STORE_READ_FLOOR_MS,
   TXT_CHECK_TIMEOUT_MS,
   UNSTORED_RETRY_MS,
@@ -125,6 +130,10 @@ export class MtaStsDb implements PolicyDatabase {
   );
   private readonly flights = new SingleFlight<string, Flown>();
   private readonly refresher: Refresher;
+  /** Store failures recur on every write of a full or read-only disk: logged once a minute. */
+  private readonly storeLog = new RepeatGate(STORE_ERROR_LOG_INTERVAL_MS);
+  /** A suspected downgrade recurs on every lookup of the domain: logged once per interval. */
+  private readonly downgradeLog = new RepeatGate(DOWNGRADE_LOG_INTERVAL_MS, DOWNGRADE_LOG_DOMAINS);
   /** Aborted by close(): ends network work in progress and the refresher's sleeps. */
   private readonly closeAbort = new AbortController();
   private readonly closeSignal = shareSignal(this.closeAbort.signal);
@@ -394,7 +403,8 @@ export class MtaStsDb implements PolicyDatabase {
     }
     // The cache could not be read, so we do not know what it holds; it may hold an enforced policy.
     const r = this.remembered.recall(key, this.clock.now());
-    this.logger.warn(
+    this.storeFailure(
+      'warn',
       { err: readErr, domain: key, answer: r !== undefined ? 'remembered policy' : 'TEMP' },
       'policy store unreadable; answering from memory or deferring',
     );
@@ -550,7 +560,7 @@ export class MtaStsDb implements PolicyDatabase {
         }
         stored = await this.write(key, record.id, null);
       } catch (werr) {
-        this.logger.error({ err: werr, domain: key }, 'storing MTA-STS back-off record, continuing');
+        this.storeFailure('error', { err: werr, domain: key }, 'storing MTA-STS back-off record, continuing');
       }
       return {
         outcome: {
@@ -580,8 +590,9 @@ export class MtaStsDb implements PolicyDatabase {
       if (isMtaStsError(err, 'ERR_MTASTS_NO_RECORD') && enforcing) {
         // RFC 8461 §10.2: the owner should phase out with a `none` policy first; a TXT record that
         // vanishes under a live policy may be an attacker stripping it. Keep the cached policy.
-        this.logger.error(
-          { err, domain: key, mode: policy.mode },
+        this.downgrade(
+          'txt_vanished',
+          { domain: key, mode: policy.mode, recordId: cached.recordId },
           'no MTA-STS TXT record while a cached policy is valid: the domain removed MTA-STS without ' +
             'phasing it out, or this is a downgrade attempt; continuing with the cached policy',
         );
@@ -604,7 +615,7 @@ export class MtaStsDb implements PolicyDatabase {
         try {
           rec = await this.confirm(cached);
         } catch (err) {
-          this.logger.warn({ err, domain: key }, 'recording the MTA-STS TXT confirmation, continuing');
+          this.storeFailure('warn', { err, domain: key }, 'recording the MTA-STS TXT confirmation, continuing');
         }
       }
       return {
@@ -630,9 +641,11 @@ export class MtaStsDb implements PolicyDatabase {
       this.rethrowIfClosing(err);
       this.metrics.fetch(fetchResult(err), (performance.now() - t0) / 1000);
       this.refetchFailures.set(key, { id: record.id, at: this.clock.now(), err }, REFETCH_FAILURE_BYTES);
-      // RFC 8461 §3.3: keep applying the cached policy; never store a back-off over it.
-      this.logger.error(
-        { err, domain: key, recordId: record.id },
+      // RFC 8461 §3.3: keep applying the cached policy; never store a back-off over it. The
+      // failure is what a TLSRPT report would carry (RFC 8460 §4.3.1).
+      this.downgrade(
+        'policy_fetch_failed',
+        { err, domain: key, mode: policy.mode, recordId: cached.recordId, newRecordId: record.id },
         'fetching the updated MTA-STS policy failed; continuing with the cached policy',
       );
       return fallbackToCached(d, cached, err, true);
@@ -640,7 +653,25 @@ export class MtaStsDb implements PolicyDatabase {
       fetchBound.dispose();
     }
     this.refetchFailures.delete(key);
+    auditPolicyChange(this.logger, this.metrics, key, cached, { recordId: record.id, policy: fetched.policy });
     return this.answerFetched(d, record.id, fetched);
+  }
+
+  /** Logs a store failure, holding back repeats of the same message (see {@link storeLog}). */
+  private storeFailure(level: 'warn' | 'error', fields: Record<string, unknown>, msg: string): void {
+    const held = this.storeLog.pass(msg);
+    if (held !== undefined) this.logger[level]({ ...fields, ...repeatedFields(held) }, msg);
+  }
+
+  /** Counts a suspected downgrade; logs it once per domain and sign per interval. */
+  private downgrade(
+    sign: DowngradeSign,
+    fields: { readonly domain: string; readonly mode: Policy['mode']; readonly [k: string]: unknown },
+    msg: string,
+  ): void {
+    const held = this.downgradeLog.pass(`${sign} ${fields.domain}`);
+    if (held === undefined) this.metrics.downgradeSuspected?.(sign);
+    else auditDowngrade(this.logger, this.metrics, sign, { ...fields, ...repeatedFields(held) }, msg);
   }
 
   /** A policy just fetched under TXT id `recordId`: stored, and answered fresh. */
@@ -662,7 +693,8 @@ export class MtaStsDb implements PolicyDatabase {
     try {
       return await this.write(key, recordId, fetched.policy, fetched.text);
     } catch (err) {
-      this.logger.error(
+      this.storeFailure(
+        'error',
         { err, domain: key },
         'storing the MTA-STS policy failed; keeping it in memory until it expires and continuing with it',
       );

@@ -56,6 +56,7 @@ import { yieldToEventLoop } from '../event-loop.js';
 import { Semaphore } from '../semaphore.js';
 import { deadline, shareSignal } from '../deadline.js';
 import { fetchResult } from './outcomes.js';
+import { auditDowngrade, auditPolicyChange } from './policy-audit.js';
 import { confirmedRecord, putOverFuture, validEndOf } from './policy-record.js';
 import {
   DEFAULT_LEASE_SECONDS,
@@ -497,8 +498,11 @@ export class Refresher {
 
     if (recordErr !== undefined && !pr.backoff && STRENGTH[fetched.policy.mode] < STRENGTH[pr.policy.mode]) {
       // RFC 8461 §10: without a TXT record announcing a new id, never replace a policy by a weaker one.
-      log.warn(
-        { cached: pr.policy.mode, served: fetched.policy.mode },
+      auditDowngrade(
+        logger,
+        metrics,
+        'mode_weakened',
+        { domain: pr.domain, mode: pr.policy.mode, served: fetched.policy.mode },
         'weaker policy served while the TXT record is unavailable; keeping the cached policy',
       );
       return 'failed';
@@ -513,6 +517,12 @@ export class Refresher {
       policy: fetched.policy,
       policyText: fetched.text,
     }));
+    if (ok && !pr.backoff) {
+      auditPolicyChange(logger, metrics, pr.domain, pr, {
+        recordId: record?.id ?? pr.recordId,
+        policy: fetched.policy,
+      });
+    }
     return ok ? 'updated' : 'skipped';
   }
 

@@ -73,3 +73,14 @@ export const DEFAULT_REFRESH_CONCURRENCY = 4;
 export const DEFAULT_REFRESH_BATCH = 1000;
 /** Records processed between two yields to the event loop. */
 export const REFRESH_YIELD_EVERY_RECORDS = 64;
+
+// --- logging
+/**
+ * A store failure logged once is logged again at most this often, ms, with the count held back: a
+ * full or read-only disk fails every write, and a line per lookup would bury everything else.
+ */
+export const STORE_ERROR_LOG_INTERVAL_MS = 60_000;
+/** A suspected downgrade of one domain is logged again at most this often, ms (it recurs per lookup). */
+export const DOWNGRADE_LOG_INTERVAL_MS = 10 * 60_000;
+/** Domains whose last downgrade line is remembered (for the interval above). */
+export const DOWNGRADE_LOG_DOMAINS = 10_000;

@@ -6,7 +6,14 @@
  */
 import type { Logger } from '../logger.js';
 import type { PolicyStore } from '../store/policy-store.js';
-import { MAX_PENDING_USES, USE_BACKPRESSURE_ENTRIES, USE_FLUSH_ENTRIES, USE_FLUSH_MS } from './tunables.js';
+import { RepeatGate, repeatedFields } from '../repeat-gate.js';
+import {
+  MAX_PENDING_USES,
+  STORE_ERROR_LOG_INTERVAL_MS,
+  USE_BACKPRESSURE_ENTRIES,
+  USE_FLUSH_ENTRIES,
+  USE_FLUSH_MS,
+} from './tunables.js';
 
 /** Batches `lastUse` writes to a store (see the module comment). */
 export class UseRecorder {
@@ -14,6 +21,8 @@ export class UseRecorder {
   private flushTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private stopped = false;
+  /** A store that refuses writes refuses every batch: its failure is logged once a minute. */
+  private readonly failures = new RepeatGate(STORE_ERROR_LOG_INTERVAL_MS);
 
   constructor(
     private readonly store: Pick<PolicyStore, 'touch'>,
@@ -84,7 +93,9 @@ export class UseRecorder {
         await this.store.touch(uses);
         written = true;
       } catch (err) {
-        this.logger.error({ err, count: batch.size }, 'recording MTA-STS policy use (lastUse) failed; will retry');
+        const msg = 'recording MTA-STS policy use (lastUse) failed; will retry';
+        const held = this.failures.pass(msg);
+        if (held !== undefined) this.logger.error({ err, count: batch.size, ...repeatedFields(held) }, msg);
         for (const [k, t] of batch) {
           const newer = this.pendingUses.get(k);
           if (newer === undefined || newer < t) this.pendingUses.set(k, t);

@@ -3,6 +3,7 @@
  * with a level that SIGHUP can change at run time (children included).
  */
 import { pino } from 'pino';
+import { isMtaStsError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { LogLevelName } from '../config/schema.js';
 
@@ -47,6 +48,24 @@ export function formatTextLine(json: string): string {
   return `${[when, NAME_OF[level as number] ?? String(level), msg ?? '', ...parts].filter((p) => p !== '').join(' ')}\n`;
 }
 
+/**
+ * `err` in a log line. A coded error is an expected outcome (no policy, back-off, a failed fetch,
+ * a refusing store): its code, message and the message of its cause, one line, no stack. Anything
+ * else is a bug and keeps pino's full form with the stack.
+ */
+export function serializeError(err: unknown): unknown {
+  if (!isMtaStsError(err)) return pino.stdSerializers.err(err as Error);
+  const cause = err.cause;
+  const causeCode = cause instanceof Error ? (cause as { code?: unknown }).code : undefined;
+  return {
+    code: err.code,
+    message: err.message,
+    ...(cause instanceof Error
+      ? { cause: typeof causeCode === 'string' ? `${causeCode}: ${cause.message}` : cause.message }
+      : {}),
+  };
+}
+
 /** Creates the daemon logger (`format` json or text, initial `level`). */
 export function createDaemonLogger(options: {
   readonly format: 'json' | 'text';
@@ -64,7 +83,7 @@ export function createDaemonLogger(options: {
       level: 'debug',
       base: null,
       timestamp: pino.stdTimeFunctions.epochTime,
-      serializers: { err: pino.stdSerializers.err },
+      serializers: { err: serializeError },
     },
     stream,
   );

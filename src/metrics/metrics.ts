@@ -7,6 +7,23 @@ export type FetchResult = 'ok' | 'no_policy' | 'error' | 'invalid';
 /** Outcome of one refresher step for one record. */
 export type RefreshResult = 'unchanged' | 'updated' | 'failed' | 'deleted' | 'skipped';
 
+/** What changed between the cached policy and its replacement. */
+export type PolicyChange = 'id' | 'mode' | 'mx';
+/** Every {@link PolicyChange}. */
+export const POLICY_CHANGES: readonly PolicyChange[] = ['id', 'mode', 'mx'];
+
+/**
+ * Why a lookup looks like a downgrade attempt:
+ * - `txt_vanished`: no `_mta-sts` TXT record while an `enforce` or `testing` policy is cached
+ *   (RFC 8461 §10.2: a domain phases out with `mode: none` first);
+ * - `policy_fetch_failed`: a new id announced, its policy could not be fetched (the failures a
+ *   TLSRPT report carries: certificate, HTTP, syntax, RFC 8460 §4.3.1);
+ * - `mode_weakened`: a weaker mode served while the TXT record was unavailable, refused.
+ */
+export type DowngradeSign = 'txt_vanished' | 'policy_fetch_failed' | 'mode_weakened';
+/** Every {@link DowngradeSign}. */
+export const DOWNGRADE_SIGNS: readonly DowngradeSign[] = ['txt_vanished', 'policy_fetch_failed', 'mode_weakened'];
+
 /**
  * Counters and histograms the library and daemon report. Library code receives an implementation
  * (default: no-op); the daemon wires the prom-client one.
@@ -30,6 +47,10 @@ export interface Metrics {
   daneAnswer?(level: 'dane-only' | 'dane' | 'temp' | 'secure'): void;
   /** The resolver probe's verdict: 1 validating, 0 not (or unreachable). Optional. */
   daneResolverValidating?(validating: boolean): void;
+  /** A cached policy replaced by a different one: its id, mode or mx patterns changed. Optional. */
+  policyChange?(change: PolicyChange): void;
+  /** A lookup that looks like a downgrade attempt; the cached policy kept applying. Optional. */
+  downgradeSuspected?(sign: DowngradeSign): void;
 }
 
 /** Metrics that go nowhere. */

@@ -4,7 +4,8 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DaneStateKind } from '../dane/dane-state.js';
-import type { FetchResult, GetResult, Metrics, RefreshResult } from './metrics.js';
+import { DOWNGRADE_SIGNS, POLICY_CHANGES } from './metrics.js';
+import type { DowngradeSign, FetchResult, GetResult, Metrics, PolicyChange, RefreshResult } from './metrics.js';
 
 /** Why the daemon held back network work. */
 export type LimitReason = 'rate_domain' | 'rate_global' | 'discoveries_wait';
@@ -40,6 +41,8 @@ export class PrometheusMetrics implements Metrics {
   private readonly daneLookupSeconds: Histogram;
   private readonly daneAnswers: Counter<'level'>;
   private readonly daneValidating: Gauge;
+  private readonly policyChanges: Counter<'change'>;
+  private readonly downgrades: Counter<'reason'>;
 
   constructor(options: PrometheusMetricsOptions = {}) {
     const p = options.prefix ?? 'mtastsdb_';
@@ -128,6 +131,23 @@ export class PrometheusMetrics implements Metrics {
       help: 'The DANE resolver probe: 1 while its answer carries AD, 0 otherwise (absent with DANE off)',
       registers,
     });
+    this.policyChanges = new Counter({
+      name: `${p}policy_changes_total`,
+      help: 'Cached policies replaced by a different one, by what changed (id, mode, mx)',
+      labelNames: ['change'],
+      registers,
+    });
+    this.downgrades = new Counter({
+      name: `${p}downgrades_suspected_total`,
+      help:
+        'Lookups that look like a downgrade attempt, the cached policy kept (txt_vanished, ' +
+        'policy_fetch_failed, mode_weakened)',
+      labelNames: ['reason'],
+      registers,
+    });
+    // Every series from the start, so that rate() and increase() see the first event.
+    for (const change of POLICY_CHANGES) this.policyChanges.inc({ change }, 0);
+    for (const reason of DOWNGRADE_SIGNS) this.downgrades.inc({ reason }, 0);
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: p });
   }
 
@@ -181,6 +201,12 @@ export class PrometheusMetrics implements Metrics {
   }
   daneResolverValidating(validating: boolean): void {
     this.daneValidating.set(validating ? 1 : 0);
+  }
+  policyChange(change: PolicyChange): void {
+    this.policyChanges.inc({ change });
+  }
+  downgradeSuspected(sign: DowngradeSign): void {
+    this.downgrades.inc({ reason: sign });
   }
 
   /** The exposition text for `/metrics`. */

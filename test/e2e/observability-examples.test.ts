@@ -48,6 +48,16 @@ describe('dashboard and alert rules', () => {
         ...[...rules.matchAll(/^\s+expr: (.+)$/gm)].map((m) => m[1] as string),
       ];
       assert.ok(dashboard.panels.length >= 8 && exprs.length >= 14, 'the examples have panels and rules');
+      // The alerts operators asked for, each on the series that shows it.
+      for (const [alert, series] of [
+        ['MtastsdbRefresherFailing', 'mtastsdb_refreshes_total'],
+        ['MtastsdbStoreErrors', 'mtastsdb_gets_total'],
+        ['MtastsdbSuspectedDowngrades', 'mtastsdb_downgrades_suspected_total'],
+        ['MtastsdbDiscoverySaturated', 'mtastsdb_discoveries_limited_total'],
+        ['MtastsdbDaneResolverNotValidating', 'mtastsdb_dane_resolver_validating'],
+      ]) {
+        assert.match(rules, new RegExp(`alert: ${alert}\\n(?:.*\\n){0,4}?\\s+expr: .*${series}`), alert);
+      }
       const used = new Set(exprs.flatMap(metricNames));
       assert.ok(used.size >= 8);
       for (const name of used) assert.ok(exported.has(name), `${name} is used but not exported`);

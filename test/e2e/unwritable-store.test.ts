@@ -130,6 +130,17 @@ describe('daemon on a full disk', { timeout: 120_000 }, () => {
       );
       assert.ok(rateLogged, 'the held-back TXT lookups are logged as the rate limit');
 
+      // More new domains, each refused by the full disk: the failure is one line, not one per lookup.
+      for (let i = 0; i < 5; i++) {
+        const n = uniqueDomain('fullnew');
+        publish(net, n, 'id1', policyText('enforce', [`mx.${n}`], 86400));
+        assert.equal(await c.query('postfix', n), `OK secure match=mx.${n} servername=hostname`);
+      }
+      const refused = serve.lines.filter((l) => l.includes('storing the MTA-STS policy failed'));
+      assert.equal(refused.length, 1, `one line for six refused policies within a minute: ${refused.join('\n')}`);
+      assert.doesNotMatch(refused[0] ?? '', /"stack"/, 'a coded store error is logged without a stack');
+      assert.match(refused[0] ?? '', /"code":"ERR_MTASTSDB_STORE/);
+
       // Space again: the kept policy reaches the file at the next offer (at most every 30 s).
       unlinkSync(filler);
       const deadline = Date.now() + 45_000;
