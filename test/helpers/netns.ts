@@ -84,7 +84,11 @@ export async function createNetns(): Promise<Netns> {
     await inside('ip', 'link', 'set', nsIf, 'up');
     await inside('ip', 'link', 'set', 'lo', 'up');
     mkdirSync(`/etc/netns/${name}`, { recursive: true });
-    writeFileSync(`/etc/netns/${name}/resolv.conf`, `nameserver ${hostAddress}\noptions attempts:2 timeout:5\n`);
+    // trust-ad: glibc passes the resolver's AD bit on to programs that ask for it (Postfix's DANE).
+    writeFileSync(
+      `/etc/netns/${name}/resolv.conf`,
+      `nameserver ${hostAddress}\noptions attempts:2 timeout:5 trust-ad\n`,
+    );
   } catch (err) {
     await destroy(name, hostIf);
     throw err;
