@@ -41,6 +41,7 @@ const CATEGORIES: readonly (readonly [string, RegExp])[] = [
   ['policy parsing (src/rfc8461)', /src\/rfc8461\//],
   ['socketmap (src/socketmap)', /src\/socketmap\//],
   ['handler (src/daemon/handler)', /src\/daemon\/handler/],
+  ['DANE state and TLS decision (src/dane, src/decision)', /src\/dane\/|src\/daemon\/dane-service|src\/decision\//],
   ['net sockets (node:net, stream)', /node:net|node:internal\/streams|node:stream/],
   ['garbage collector', /^\(garbage collector\)/],
   ['(program): native work outside JS frames', /^\(program\)/],

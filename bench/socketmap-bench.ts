@@ -1,8 +1,9 @@
-// Socketmap load generator (issues 4, 5 and 6): the daemon (`mtastsdb serve`, its own process)
-// against the loopback DNS fixture and a bench HTTPS policy host, driven by netstring clients in a
-// third process (bench/helpers/socketmap-load.ts), so that on a 2-core machine the client does not
-// share an event loop with the fixtures. Prints `name: value unit` lines. Phases
-// (MTASTSDB_BENCH_PHASES, a comma list; default all, in this order):
+// Socketmap load generator (the daemon's warm and cold rates, latency, memory, DANE cost and
+// survival under floods): the daemon (`mtastsdb serve`, its own process) against the loopback DNS
+// fixture and a bench HTTPS policy host, driven by netstring clients in a third process
+// (bench/helpers/socketmap-load.ts), so that on a 2-core machine the client does not share an
+// event loop with the fixtures. Prints `name: value unit` lines. Phases (MTASTSDB_BENCH_PHASES, a
+// comma list; default all, in this order):
 // - ceiling: a constant-answer Node server (same client, same run) at 64 connections and 1;
 // - cold: cold discovery of distinct domains (TXT + A + TLS + HTTP + store) at 32 connections,
 //   the CPU the daemon and the fixtures spend per domain, and a bare Node client fetching the same
@@ -10,23 +11,34 @@
 // - warm: warm lookups of 1,000 cached domains at 64 connections (p50/p99) and at 1 connection;
 // - flood: 1,000,000 pipelined requests and 10,000 connections, every answer checked, peak RSS
 //   (these two run their clients in the bench process: they test survival, not speed);
-// - postgres (issue 5): the warm workload against a daemon on PostgreSQL (a fresh schema, dropped
-//   afterwards) and one on SQLite, alternated, with the ratio, as shipped (`socketmap_*`) and with
-//   the memory cache off so every lookup reads its store (`socketmap_storeonly_*`); skipped with a line when PostgreSQL
-//   is unreachable (MTASTSDB_TEST_POSTGRES, else postgres://postgres@127.0.0.1:5432/test);
-// - memory (issue 4): a SQLite store filled with MTASTSDB_BENCH_RECORDS typical records (default
-//   1,000,000; filled by a child process), the daemon started on it, warm lookups of a random
-//   sample of them (MTASTSDB_BENCH_MEMORY_REQUESTS, default 200,000, at 64 connections), and the
-//   daemon's RSS at start, after the load and at peak (VmHWM), with its V8 heap from /metrics; then
-//   the same with the Node flags of MTASTSDB_BENCH_MEMORY_TUNED_NODE_ARGS (`memory_tuned_*`; default
+// - dane (warm answers with the DANE state cached against DANE off, target ≥ 0.90): one daemon
+//   with two maps, `dane` (a zone with `dane: prefer`) and `postfix` (DANE off), over
+//   MTASTSDB_BENCH_DANE_DOMAINS domains (default 1,000) with MTA-STS enforce and DNSSEC-signed
+//   MX, A and TLSA `3 1 1` records (the fixture sets AD); both maps warmed (every domain once
+//   through each: `OK dane-only`, `OK secure …`), then MTASTSDB_BENCH_DANE_ROUNDS (default 4)
+//   timed rounds per map at 64 connections, alternated, every answer checked: answers/s, p99,
+//   daemon CPU per answer, and the ratio DANE / off;
+// - postgres (the daemon on PostgreSQL against SQLite, target ≥ 50 %): the warm workload against
+//   a daemon on PostgreSQL (a fresh schema, dropped afterwards) and one on SQLite, alternated,
+//   with the ratio, as shipped (`socketmap_*`) and with the memory cache off so every lookup reads
+//   its store (`socketmap_storeonly_*`); skipped with a line when PostgreSQL is unreachable
+//   (MTASTSDB_TEST_POSTGRES, else postgres://postgres@127.0.0.1:5432/test);
+// - memory (the daemon's RSS with 1,000,000 cached policies, target ≤ 150 MB): a SQLite store
+//   filled with MTASTSDB_BENCH_RECORDS typical records (default 1,000,000; filled by a child
+//   process), the daemon started on it, warm lookups of a random sample of them
+//   (MTASTSDB_BENCH_MEMORY_REQUESTS, default 200,000, at 64 connections), and the daemon's RSS at
+//   start, after the load and at peak (VmHWM), with its V8 heap from /metrics; then the same with
+//   the Node flags of MTASTSDB_BENCH_MEMORY_TUNED_NODE_ARGS (`memory_tuned_*`; default
 //   `--max-semi-space-size=4`, `none` skips it). MTASTSDB_BENCH_MEMORY_CONFIG adds YAML lines to
 //   both daemons' configuration (`\n` between lines), e.g. `memory_cache:\n  entries: 0`.
-// Every phase is bounded in count and time. Env: MTASTSDB_BENCH_SECONDS (per warm phase, default 5),
-// MTASTSDB_BENCH_COLD (cold domains, default 10000), MTASTSDB_BENCH_PIPELINED (default 1000000),
-// MTASTSDB_BENCH_CONNECTIONS (flood connections, default 10000), MTASTSDB_BENCH_DAEMON_NODE_ARGS
-// (extra Node flags of every daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+// Every phase is bounded in count and time. Env: MTASTSDB_BENCH_SECONDS (per warm phase or round,
+// default 5), MTASTSDB_BENCH_COLD (cold domains, default 10000), MTASTSDB_BENCH_PIPELINED (default
+// 1000000), MTASTSDB_BENCH_CONNECTIONS (flood connections, default 10000),
+// MTASTSDB_BENCH_DAEMON_NODE_ARGS (extra Node flags of every daemon, e.g. "--cpu-prof
+// --cpu-prof-dir=/tmp/prof").
 // Run alone: `npx tsx bench/socketmap-bench.ts` (the daemon then runs under tsx, whose loader thread
-// adds memory: the RSS figures of record come from `npm run bench`, which runs compiled JS).
+// adds memory: the RSS figures of record come from `npm run bench`, which runs compiled JS); one
+// phase: `MTASTSDB_BENCH_PHASES=dane npm run bench -- socketmap`.
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
 import { copyFile, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -38,6 +50,7 @@ import { startConstantServer } from './helpers/constant-server.js';
 import { startPolicyHost } from './helpers/policy-host.js';
 import { cpuSeconds, hwmMiB, rssMiB } from './helpers/proc.js';
 import { startDnsServer } from '../test/helpers/dns-server.js';
+import type { DnsServer } from '../test/helpers/dns-server.js';
 import { dropSchema, postgresReachable, postgresTestUrl, uniqueSchemaName } from '../test/helpers/postgres.js';
 import { spawnServe } from '../test/helpers/serve-process.js';
 import type { ServeProcess } from '../test/helpers/serve-process.js';
@@ -61,15 +74,21 @@ const COLD = envInt('MTASTSDB_BENCH_COLD', 10_000);
 const PIPELINED = envInt('MTASTSDB_BENCH_PIPELINED', 1_000_000);
 const FLOOD_CONNECTIONS = envInt('MTASTSDB_BENCH_CONNECTIONS', 10_000);
 const WARM_DOMAINS = 1000;
-/** Records of the memory phase's store (issue 4: 1,000,000). */
+/** Records of the memory phase's store (the memory target is set at 1,000,000). */
 const MEMORY_RECORDS = envInt('MTASTSDB_BENCH_RECORDS', 1_000_000);
 /** Warm lookups of the memory phase: a random sample of the records, 64 connections. */
 const MEMORY_REQUESTS = envInt('MTASTSDB_BENCH_MEMORY_REQUESTS', 200_000);
-/** Issue 4: daemon RSS ≤ 150 MB with 1,000,000 cached policies. */
+/** The memory target: daemon RSS ≤ 150 MB with 1,000,000 cached policies. */
 const MEMORY_TARGET_MIB = 150;
-/** Phases to run (comma list of ceiling, cold, warm, flood, postgres, memory); default all. */
+/** Domains of the dane phase, each with MTA-STS enforce and DANE records. */
+const DANE_DOMAINS = envInt('MTASTSDB_BENCH_DANE_DOMAINS', 1000);
+/** Timed rounds per map of the dane phase (alternated, MTASTSDB_BENCH_SECONDS each; even, so each map leads as often). */
+const DANE_ROUNDS = envInt('MTASTSDB_BENCH_DANE_ROUNDS', 4);
+/** The dane target: warm answers with the DANE state cached ≥ 90 % of the rate with DANE off. */
+const DANE_TARGET_RATIO = 0.9;
+/** Phases to run (comma list of ceiling, cold, warm, flood, dane, postgres, memory); default all. */
 const PHASES = new Set(
-  (process.env.MTASTSDB_BENCH_PHASES ?? 'ceiling,cold,warm,flood,postgres,memory').split(',').map((p) => p.trim()),
+  (process.env.MTASTSDB_BENCH_PHASES ?? 'ceiling,cold,warm,flood,dane,postgres,memory').split(',').map((p) => p.trim()),
 );
 
 const line = (name: string, value: number | string, unit = ''): void =>
@@ -203,8 +222,21 @@ async function connectionFlood(port: number, n: number, domains: readonly string
 interface BenchContext {
   readonly dir: string;
   readonly warmKeys: KeySpec;
-  /** Writes a daemon configuration file on `store` and returns its path. */
-  config(name: string, store: string, extra?: readonly string[], refresher?: boolean): Promise<string>;
+  /** The DNS fixture, `127.0.0.1:<port>` (also the DANE resolver: it sets AD where told to). */
+  readonly dnsAddress: string;
+  /** Queries the DNS fixture has answered so far. */
+  dnsQueries(): number;
+  /**
+   * Writes a daemon configuration file on `store` and returns its path. `zones` replaces the
+   * `zones:` mapping's body (default: `postfix` with a 20 s timeout).
+   */
+  config(
+    name: string,
+    store: string,
+    extra?: readonly string[],
+    refresher?: boolean,
+    zones?: readonly string[],
+  ): Promise<string>;
   /** Starts `mtastsdb serve -c <config>` against the fixtures, as a process of its own. */
   serve(configFile: string, nodeArgs?: readonly string[]): Promise<ServeProcess>;
 }
@@ -229,9 +261,10 @@ async function prime(ctx: BenchContext, port: number): Promise<void> {
 }
 
 /**
- * Issue 5: the same warm workload (1,000 cached domains) against a daemon on PostgreSQL and one on
- * SQLite, both primed the same way; the 64-connection runs alternate (SQLite, PostgreSQL, twice) so
- * that load from other processes on a shared machine hits both alike. Rates are the means of the two runs.
+ * The PostgreSQL target (≥ 50 % of SQLite's rate): the same warm workload (1,000 cached domains)
+ * against a daemon on PostgreSQL and one on SQLite, both primed the same way; the 64-connection
+ * runs alternate (SQLite, PostgreSQL, twice) so that load from other processes on a shared machine
+ * hits both alike. Rates are the means of the two runs.
  */
 async function postgresPhase(ctx: BenchContext): Promise<void> {
   const reach = await postgresReachable(postgresTestUrl);
@@ -285,7 +318,7 @@ async function compareStores(ctx: BenchContext, prefix: string, extra: readonly 
     }
     const sq1 = r1.sqlite as LoadResult;
     const pg1 = r1.postgres as LoadResult;
-    // Issue 5 target: ≥ 50 %.
+    // Target: ≥ 50 %.
     line(`${prefix}_postgres_vs_sqlite_64conn`, (100 * rate(r64.postgres ?? [])) / rate(r64.sqlite ?? []), '%');
     line(`${prefix}_postgres_vs_sqlite_1conn`, (100 * (pg1.answers / pg1.seconds)) / (sq1.answers / sq1.seconds), '%');
     for (const [name, d] of both) await stopServe(d, `${prefix}_${name}_daemon_shutdown`);
@@ -293,6 +326,142 @@ async function compareStores(ctx: BenchContext, prefix: string, extra: readonly 
     daemons.sqlite?.child.kill('SIGKILL');
     daemons.postgres?.child.kill('SIGKILL');
     await dropSchema(schema).catch((err: unknown) => console.log(`# dropping schema ${schema}: ${String(err)}`));
+  }
+}
+
+/** The dane phase's zone, signed: the fixture sets AD on every answer at or below it. */
+const DANE_ZONE = 'dane.test';
+/** TTL of the dane set's MX and TLSA records (s): the daemon keeps the DANE state this long (at most an hour). */
+const DANE_RECORD_TTL_SECONDS = 3600;
+
+/**
+ * Publishes the DANE side of `domains` in the fixture (RFC 7672 §2.2): the MX `mx.<d>` (the host
+ * the MTA-STS policy names), its A record and TLSA `3 1 1` at `_25._tcp.mx.<d>`, all secure (AD),
+ * so each domain's DANE state is `dane-only`; the zone apex's SOA answers the daemon's resolver
+ * probe. MX and TLSA carry an hour's TTL so the state outlives the phase.
+ */
+function publishDane(dns: DnsServer, domains: readonly string[]): void {
+  dns.soa(DANE_ZONE).ad(DANE_ZONE);
+  for (const d of domains) {
+    const mx = `mx.${d}`;
+    dns.mx(d, `10 ${mx}`).ttl(d, DANE_RECORD_TTL_SECONDS);
+    dns.a(mx, '192.0.2.25');
+    dns.tlsa(`_25._tcp.${mx}`, `3 1 1 ${'ab'.repeat(32)}`).ttl(`_25._tcp.${mx}`, DANE_RECORD_TTL_SECONDS);
+  }
+}
+
+/**
+ * The dane target (warm answers with the DANE state cached ≥ 90 % of the DANE-off rate): one
+ * daemon, the dane set's domains asked through the map `dane` (`dane: prefer`: MTA-STS state, then
+ * the cached DANE state, `OK dane-only`) and through `postfix` (DANE off: `OK secure …`). Both maps
+ * are warmed first, so the timed rounds need no DNS (`cache_grace` beyond the phase, DANE states
+ * kept for their hour's TTL), then loaded for 2 s each untimed; the rounds alternate, the first map
+ * flipping each round, so that load from other processes on a shared machine hits both alike.
+ * Rates are the means of the rounds, p50 and p99 the worst round's; the daemon's CPU per answer
+ * (`/proc`, all its threads) is the other figure to compare.
+ */
+async function danePhase(ctx: BenchContext): Promise<void> {
+  const offKeys: KeySpec = { kind: 'fixture', zone: 'dane', count: DANE_DOMAINS };
+  const daneKeys: KeySpec = { ...offKeys, answer: 'dane-only' };
+  const configFile = await ctx.config(
+    'dane',
+    join(ctx.dir, 'dane.db'),
+    // The default zone (DANE off) is the one every configuration of this bench writes.
+    ['cache_grace: 3600', `dane:\n  resolver: ${ctx.dnsAddress}\n  timeout: 2\n  probe: ${DANE_ZONE}`],
+    false,
+    ['  postfix:', '    timeout: 20', '    dane: off', '  dane:', '    timeout: 20', '    dane: prefer'],
+  );
+  const serve = await ctx.serve(configFile);
+  try {
+    const pid = serve.child.pid;
+    // Warming: each domain once through each map (discovery of the MTA-STS policy, then the DANE state).
+    for (const [map, keys] of [
+      ['postfix', offKeys],
+      ['dane', daneKeys],
+    ] as const) {
+      const r = await loadInChild({
+        port: serve.port,
+        connections: 32,
+        seconds: 120,
+        maxRequests: DANE_DOMAINS,
+        keys,
+        map,
+      });
+      if (r.wrong > 0 || r.answers < DANE_DOMAINS) {
+        throw new Error(
+          `warming the ${map} map: ${r.answers} answers, ${r.wrong} wrong (${JSON.stringify(r.firstWrong)})`,
+        );
+      }
+    }
+    // Untimed warm load through both maps, so the collection of the warming's garbage (TLS, DNS)
+    // falls in no timed round.
+    for (const [map, keys] of [
+      ['postfix', offKeys],
+      ['dane', daneKeys],
+    ] as const) {
+      const r = await loadInChild({
+        port: serve.port,
+        connections: 64,
+        seconds: 2,
+        maxRequests: 10_000_000,
+        keys,
+        map,
+      });
+      if (r.wrong > 0) throw new Error(`settling the ${map} map: ${r.wrong} wrong (${JSON.stringify(r.firstWrong)})`);
+    }
+    const runs = { dane: [] as LoadResult[], off: [] as LoadResult[] };
+    const cpu = { dane: 0, off: 0 };
+    // Warm means no DNS: a query during a round is a state or policy learnt again.
+    const queries = { dane: 0, off: 0 };
+    const pair = [
+      ['dane', 'dane', daneKeys],
+      ['off', 'postfix', offKeys],
+    ] as const;
+    for (let round = 0; round < DANE_ROUNDS; round++) {
+      // Which map goes first flips every round (DANE, off; off, DANE; …): with an even number of
+      // rounds each goes first equally often.
+      for (const [which, map, keys] of round % 2 === 0 ? pair : [...pair].reverse()) {
+        const cpu0 = cpuSeconds(pid);
+        const queries0 = ctx.dnsQueries();
+        const r = await loadInChild({
+          port: serve.port,
+          connections: 64,
+          seconds: SECONDS,
+          maxRequests: 10_000_000,
+          keys,
+          map,
+        });
+        cpu[which] += cpuSeconds(pid) - cpu0;
+        queries[which] += ctx.dnsQueries() - queries0;
+        runs[which].push(checked(r, `dane phase, ${map} map, round ${round + 1}`));
+      }
+    }
+    const rate = (rs: readonly LoadResult[]): number =>
+      rs.reduce((sum, r) => sum + r.answers / r.seconds, 0) / Math.max(1, rs.length);
+    const answers = (rs: readonly LoadResult[]): number => rs.reduce((n, r) => n + r.answers, 0);
+    for (const which of ['dane', 'off'] as const) {
+      const rs = runs[which];
+      const name = `socketmap_dane_${which === 'dane' ? 'prefer' : 'off'}_warm_64conn`;
+      line(name, rate(rs), 'answers/s');
+      line(`${name}_rounds`, rs.map((r) => Math.round(r.answers / r.seconds)).join(' '), 'answers/s');
+      line(`${name}_p50`, Math.max(...rs.map((r) => r.p50ms)), 'ms');
+      line(`${name}_p99`, Math.max(...rs.map((r) => r.p99ms)), 'ms');
+      line(
+        `${name}_wrong`,
+        rs.reduce((n, r) => n + r.wrong, 0),
+        'answers',
+      );
+      line(`${name}_dns_queries`, queries[which], 'queries');
+      line(`${name}_daemon_cpu_per_answer`, (1e6 * cpu[which]) / Math.max(1, answers(rs)), 'µs');
+    }
+    const ratio = rate(runs.dane) / rate(runs.off);
+    line('socketmap_dane_vs_off_warm_64conn', ratio, `(DANE / off; target ≥ ${DANE_TARGET_RATIO})`);
+    const cpuRatio = cpu.dane / Math.max(1, answers(runs.dane)) / (cpu.off / Math.max(1, answers(runs.off)));
+    line('socketmap_dane_vs_off_daemon_cpu_per_answer', cpuRatio, '(DANE / off)');
+    line('socketmap_dane_daemon_rss_hwm', hwmMiB(pid), 'MiB');
+    await stopServe(serve, 'socketmap_dane_daemon_shutdown');
+  } finally {
+    serve.child.kill('SIGKILL');
   }
 }
 
@@ -308,16 +477,16 @@ function rssParts(pid: number | undefined): { anon: number; file: number } {
 }
 
 /**
- * Issue 4: the daemon's memory with MEMORY_RECORDS cached policies. The store is filled by a child
- * process (valid for 14 days, `lastUpdate` now, `lastUse` a day ago, so that the first hit of each
- * domain is a deferred `lastUse` write, as after a restart); the daemon runs with the default
- * configuration but `cache_grace: 86400` (so warm lookups need no DNS) and the metrics endpoint (for
- * its V8 heap figures), the refresher on as in production. A second daemon, on an identical copy of
- * the store and with the same workload (another random sample), runs with the Node flags of
- * MTASTSDB_BENCH_MEMORY_TUNED_NODE_ARGS (default `--max-semi-space-size=4`; `none` skips it).
- * What makes the peak is V8's heap under load, not what the daemon keeps: `serve` sets a heap
- * growing factor of 25 % (src/daemon/heap-tuning.ts) so the old generation is collected before it
- * balloons; the flag also caps the young generation (2 × 16 MiB by default).
+ * The memory target: the daemon's memory with MEMORY_RECORDS cached policies. The store is filled
+ * by a child process (valid for 14 days, `lastUpdate` now, `lastUse` a day ago, so that the first
+ * hit of each domain is a deferred `lastUse` write, as after a restart); the daemon runs with the
+ * default configuration but `cache_grace: 86400` (so warm lookups need no DNS) and the metrics
+ * endpoint (for its V8 heap figures), the refresher on as in production. A second daemon, on an
+ * identical copy of the store and with the same workload (another random sample), runs with the
+ * Node flags of MTASTSDB_BENCH_MEMORY_TUNED_NODE_ARGS (default `--max-semi-space-size=4`; `none`
+ * skips it). What makes the peak is V8's heap under load, not what the daemon keeps: `serve` sets a
+ * heap growing factor of 25 % (src/daemon/heap-tuning.ts) so the old generation is collected before
+ * it balloons; the flag also caps the young generation (2 × 16 MiB by default).
  */
 async function memoryPhase(ctx: BenchContext): Promise<void> {
   const path = join(ctx.dir, 'many.db');
@@ -383,7 +552,7 @@ async function memoryRun(
     for (const [k, v] of Object.entries(await heapMiB(metricsPort))) line(`${name}_daemon_${k}_after_load`, v, 'MiB');
     const peak = Math.max(sampledPeak, hwmMiB(pid));
     line(`${name}_daemon_rss_peak`, peak, 'MiB');
-    // Issue 4 target: RSS ≤ 150 MB with 1,000,000 cached policies (read as MiB here).
+    // Target: RSS ≤ 150 MB with 1,000,000 cached policies (read as MiB here).
     line(`${name}_daemon_rss_peak_vs_target`, (100 * peak) / MEMORY_TARGET_MIB, '%');
     await stopServe(serve, `${name}_daemon_shutdown`);
   } finally {
@@ -397,9 +566,14 @@ export async function run(): Promise<void> {
   const warm = Array.from({ length: WARM_DOMAINS }, (_, i) => fixtureDomain('warm', i));
   // The cold set costs a certificate per SANS hosts up front: only made when that phase runs.
   const cold = Array.from({ length: PHASES.has('cold') ? COLD : 0 }, (_, i) => fixtureDomain('cold', i));
-  for (const d of [...warm, ...cold]) dns.mtaSts(d, { id: 'bench1' });
+  // The dane set, with its DNSSEC records, likewise only when its phase runs.
+  const daneSet = Array.from({ length: PHASES.has('dane') ? DANE_DOMAINS : 0 }, (_, i) => fixtureDomain('dane', i));
+  for (const d of [...warm, ...cold, ...daneSet]) dns.mtaSts(d, { id: 'bench1' });
+  if (daneSet.length > 0) publishDane(dns, daneSet);
   // Names per certificate (MTASTSDB_BENCH_SANS, default 1: each host its own certificate).
-  const host = await startPolicyHost([...warm, ...cold], policyFor, { sans: envInt('MTASTSDB_BENCH_SANS', 1) });
+  const host = await startPolicyHost([...warm, ...cold, ...daneSet], policyFor, {
+    sans: envInt('MTASTSDB_BENCH_SANS', 1),
+  });
   // Made last, so that a fixture failing to start leaves no directory behind.
   const dir = await mkdtemp(join(tmpdir(), 'mtastsdb-smbench-'));
   const caFile = join(dir, 'ca.pem');
@@ -408,7 +582,9 @@ export async function run(): Promise<void> {
   const ctx: BenchContext = {
     dir,
     warmKeys: { kind: 'fixture', zone: 'warm', count: WARM_DOMAINS },
-    async config(name, store, extra = [], refresher = false) {
+    dnsAddress: dns.address,
+    dnsQueries: () => dns.log.length,
+    async config(name, store, extra = [], refresher = false, zones = ['  postfix:', '    timeout: 20']) {
       const file = join(dir, `${name}.yml`);
       await writeFile(
         file,
@@ -418,7 +594,8 @@ export async function run(): Promise<void> {
           `store: ${JSON.stringify(store)}`,
           `proactive_policy_fetching:\n  enabled: ${refresher}`,
           'default_zone:\n  timeout: 20',
-          'zones:\n  postfix:\n    timeout: 20',
+          'zones:',
+          ...zones,
           'logging:\n  level: info',
           'limits:',
           `  max_connections: ${FLOOD_CONNECTIONS + 2000}`,
@@ -510,7 +687,7 @@ export async function run(): Promise<void> {
         line('daemon_rss_after_warm', rssMiB(pid), 'MiB');
       }
 
-      // Issue 6 floods: pipelined requests and many connections, every answer checked.
+      // Floods: pipelined requests and many connections, every answer checked.
       if (PHASES.has('flood')) {
         const pf = await pipelinedFlood(serve.port, PIPELINED, warm, pid);
         line('flood_pipelined_requests', PIPELINED, 'requests');
@@ -530,6 +707,10 @@ export async function run(): Promise<void> {
       await stopServe(serve, 'daemon_shutdown');
     }
 
+    if (PHASES.has('dane')) {
+      loadLine('socketmap_dane_loadavg');
+      await danePhase(ctx);
+    }
     if (PHASES.has('postgres')) {
       loadLine('socketmap_postgres_loadavg');
       await postgresPhase(ctx);

@@ -16,8 +16,17 @@ import type { TlsFloorResult, TlsFloorSpec } from './tls-floor.js';
 export type KeySpec =
   /** `example.com` again and again; every answer counts as right (the constant-answer ceiling). */
   | { readonly kind: 'constant' }
-  /** {@link fixtureDomain}(zone, i) for i = 0…count-1 in turn, served by the bench's fixtures (policyFor). */
-  | { readonly kind: 'fixture'; readonly zone: 'warm' | 'cold'; readonly count: number }
+  /**
+   * {@link fixtureDomain}(zone, i) for i = 0…count-1 in turn, served by the bench's fixtures
+   * (policyFor); the right answer is {@link okFor}, or `OK dane-only` with `answer: 'dane-only'`
+   * (the `dane` zone's domains asked through a map that prefers DANE).
+   */
+  | {
+      readonly kind: 'fixture';
+      readonly zone: FixtureZone;
+      readonly count: number;
+      readonly answer?: 'secure' | 'dane-only';
+    }
   /** Domains of {@link storeRecord} drawn uniformly at random (xorshift from `seed`) out of `count`. */
   | { readonly kind: 'store'; readonly count: number; readonly seed: number };
 
@@ -42,16 +51,23 @@ export interface LoadSpec {
   /** …and in requests. */
   readonly maxRequests: number;
   readonly keys: KeySpec;
+  /** The socketmap map name every request asks (default `postfix`). */
+  readonly map?: string;
   /** Count an answer as right when only the order of its `match=` patterns differs (./answers.ts). */
   readonly matchAsSet?: boolean;
 }
 
-/** A domain of the bench's fixtures: `w<i>.warm.test`, `c<i>.cold.test`. */
-export const fixtureDomain = (zone: 'warm' | 'cold', i: number): string => `${zone.charAt(0)}${i}.${zone}.test`;
+/** The bench fixtures' sets of domains. */
+export type FixtureZone = 'warm' | 'cold' | 'dane';
+
+/** A domain of the bench's fixtures: `w<i>.warm.test`, `c<i>.cold.test`, `d<i>.dane.test`. */
+export const fixtureDomain = (zone: FixtureZone, i: number): string => `${zone.charAt(0)}${i}.${zone}.test`;
 /** The fixtures' policy of a domain (bench/socketmap-bench.ts serves it over HTTPS), and the answer. */
 export const policyFor = (d: string): string =>
   `version: STSv1\r\nmode: enforce\r\nmx: mx.${d}\r\nmx: *.mx.${d}\r\nmax_age: 604800\r\n`;
 export const okFor = (d: string): string => `OK secure match=mx.${d}:.mx.${d} servername=hostname`;
+/** The answer for a domain with MTA-STS enforce and usable TLSA records at every MX, where DANE is preferred. */
+export const DANE_ONLY_REPLY = 'OK dane-only';
 
 /** A domain of the many-records store. */
 export const storeDomain = (i: number): string => `d${i}.example${i % 97}.test`;
@@ -102,7 +118,7 @@ function keyFunction(spec: KeySpec): (i: number) => { key: string; expected: str
     case 'fixture':
       return (i) => {
         const d = fixtureDomain(spec.zone, i % spec.count);
-        return { key: d, expected: okFor(d) };
+        return { key: d, expected: spec.answer === 'dane-only' ? DANE_ONLY_REPLY : okFor(d) };
       };
     case 'store': {
       let x = spec.seed >>> 0 || 1;
@@ -132,6 +148,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const clients = await Promise.all(Array.from({ length: connections }, () => SocketmapClient.open({ host, port })));
   for (const c of clients) c.keepReplies = false;
   const keyOf = keyFunction(spec.keys);
+  const map = spec.map ?? 'postfix';
   const latencies = new Float64Array(Math.min(maxRequests, 5_000_000));
   let next = 0;
   let answered = 0;
@@ -145,7 +162,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
         if (next >= maxRequests || process.hrtime.bigint() >= deadline) return;
         const { key, expected } = keyOf(next++);
         const t0 = process.hrtime.bigint();
-        const reply = await c.query('postfix', key);
+        const reply = await c.query(map, key);
         const dt = Number(process.hrtime.bigint() - t0) / 1e6;
         if (answered < latencies.length) latencies[answered] = dt;
         answered++;
