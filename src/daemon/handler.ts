@@ -57,15 +57,16 @@ function firstWord(reply: string): string {
 export function createSocketmapHandler(options: HandlerOptions): SocketmapHandler {
   const { db, metrics, dane, logger } = options;
   const seconds = options.seconds ?? (() => performance.now() / 1000);
-  // Without TLSRPT a reply depends only on the zone, the policy and the DANE state's kind: built
-  // once per zone and policy object (records share them) and kept with whether DANE can change it.
-  // Both keys are weak, so the zones of a replaced configuration (SIGHUP) and the policies no
-  // longer cached are collected with their replies.
+  // Without TLSRPT a decision depends only on the zone, the policy and the DANE state's kind: made
+  // once per zone and policy object (records share them) and kept, formatted, with whether DANE can
+  // change it, so a warm answer runs no decision with DANE on or off. Both keys are weak, so the
+  // zones of a replaced configuration (SIGHUP) and the policies no longer cached are collected with
+  // their replies.
   interface Memo {
     /** The MTA-STS answer is `secure`, so a preferred DANE state would replace it. */
     readonly needsDane: boolean;
     /** Reply by DANE state kind ('' = DANE not consulted); `temp` is never kept (its reason varies). */
-    readonly replies: Map<string, string>;
+    readonly replies: Map<string, KeptReply>;
   }
   const memos = new WeakMap<ZoneConfig, WeakMap<Policy, Memo>>();
   const memoFor = (zone: ZoneConfig, sts: StsState & { readonly kind: 'policy' }): Memo => {
@@ -125,7 +126,7 @@ export function createSocketmapHandler(options: HandlerOptions): SocketmapHandle
     // needs a policy.
     if (!daneOn || sts.kind !== 'policy' || !(memo?.needsDane ?? needsDane(zone, sts))) {
       if (memo === undefined) return formatDecision(decide(zone, sts));
-      return remember(memo, '', () => formatDecision(decide(zone, sts)));
+      return (memo.replies.get('') ?? keep(memo, '', decide(zone, sts))).text;
     }
     const state = await dane.state(sts.domain, {
       signal: connectionSignal,
@@ -133,23 +134,32 @@ export function createSocketmapHandler(options: HandlerOptions): SocketmapHandle
     });
     if (trace !== undefined) trace.dane = state.kind === 'temp' ? `temp: ${state.reason}` : state.kind;
     if (connectionSignal.aborted) return 'TEMP client gone';
+    if (memo !== undefined && state.kind !== 'temp') {
+      const kept = memo.replies.get(state.kind) ?? keep(memo, state.kind, decide(zone, sts, state));
+      metrics.daneAnswer?.(kept.daneLevel);
+      return kept.text;
+    }
     const d = decide(zone, sts, state);
     metrics.daneAnswer?.(daneLevel(d));
-    if (memo === undefined || state.kind === 'temp') return formatDecision(d);
-    return remember(memo, state.kind, () => formatDecision(d));
+    return formatDecision(d);
   }
 }
 
-function remember(memo: { readonly replies: Map<string, string> }, kind: string, make: () => string): string {
-  let text = memo.replies.get(kind);
-  if (text === undefined) {
-    text = make();
-    memo.replies.set(kind, text);
-  }
-  return text;
+/** A memoised reply and the DANE answers metric's label of its decision. */
+interface KeptReply {
+  readonly text: string;
+  readonly daneLevel: DaneLevel;
 }
+
+function keep(memo: { readonly replies: Map<string, KeptReply> }, kind: string, d: Decision): KeptReply {
+  const kept = { text: formatDecision(d), daneLevel: daneLevel(d) };
+  memo.replies.set(kind, kept);
+  return kept;
+}
+
+type DaneLevel = 'dane-only' | 'dane' | 'temp' | 'secure';
 
 /** The DANE answers metric's label of a decision made with a DANE state. */
-function daneLevel(d: Decision): 'dane-only' | 'dane' | 'temp' | 'secure' {
+function daneLevel(d: Decision): DaneLevel {
   return d.level === 'dane-only' || d.level === 'dane' || d.level === 'temp' ? d.level : 'secure';
 }
