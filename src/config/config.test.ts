@@ -44,6 +44,8 @@ describe('configuration defaults', () => {
       assert.deepEqual(c.metrics, { enabled: false, host: '127.0.0.1', port: 9461 });
       assert.deepEqual(c.logging, { format: 'json', level: 'info' });
       assert.equal(c.limits.maxInFlightPerConnection, 128);
+      assert.equal(c.limits.idleTimeoutSeconds, 300);
+      assert.equal(c.limits.frameTimeoutSeconds, 10);
       assert.equal(c.limits.requestLimit, 1024);
       assert.ok(Object.isFrozen(c) && Object.isFrozen(c.defaultZone) && Object.isFrozen(c.limits));
     }
@@ -158,6 +160,8 @@ const bad: ReadonlyArray<{ text: string; key: string; why: string }> = [
   { text: 'metrics:\n  enabled: on\n  port: -5\n', key: 'metrics.port', why: 'negative metrics port' },
   { text: 'metrics:\n  path: /metrics\n', key: 'metrics.path', why: 'unknown metrics key' },
   { text: 'limits:\n  max_connections: 0\n', key: 'limits.max_connections', why: 'zero connections' },
+  { text: 'limits:\n  idle_timeout: 0\n', key: 'limits.idle_timeout', why: 'no idle time at all' },
+  { text: 'limits:\n  frame_timeout: .inf\n', key: 'limits.frame_timeout', why: 'an infinite frame timeout' },
   {
     text: 'limits:\n  max_in_flight_per_connection: -1\n',
     key: 'limits.max_in_flight_per_connection',

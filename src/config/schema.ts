@@ -101,6 +101,10 @@ export interface Config {
   readonly metrics: { readonly enabled: boolean; readonly host: string; readonly port: number };
   readonly limits: {
     readonly maxConnections: number;
+    /** A connection quiet (nothing asked, nothing being answered) this long is closed, seconds. Default 300. */
+    readonly idleTimeoutSeconds: number;
+    /** A request frame must be complete this long after its first byte, seconds. Default 10. */
+    readonly frameTimeoutSeconds: number;
     readonly maxInFlightPerConnection: number;
     /** Largest request payload, bytes (postfix-mta-sts-resolver: 1024). */
     readonly requestLimit: number;
@@ -153,6 +157,8 @@ const DEFAULTS = Object.freeze({
   metricsHost: '127.0.0.1',
   metricsPort: 9461,
   maxConnections: 10_000,
+  idleTimeoutSeconds: 300,
+  frameTimeoutSeconds: 10,
   maxInFlightPerConnection: 128,
   requestLimit: 1024,
   maxInFlightDiscoveries: 256,
@@ -434,6 +440,8 @@ export function validateConfig(raw: unknown): Config {
   const metrics = mapping(m.metrics, 'metrics', ['enabled', 'host', 'port']);
   const limits = mapping(m.limits, 'limits', [
     'max_connections',
+    'idle_timeout',
+    'frame_timeout',
     'max_in_flight_per_connection',
     'request_limit',
     'max_in_flight_discoveries',
@@ -494,6 +502,16 @@ export function validateConfig(raw: unknown): Config {
         integer: true,
         min: 1,
         max: 1_000_000,
+      }),
+      idleTimeoutSeconds: num(limits.idle_timeout, 'limits.idle_timeout', DEFAULTS.idleTimeoutSeconds, {
+        min: 0,
+        exclusiveMin: true,
+        max: 86_400,
+      }),
+      frameTimeoutSeconds: num(limits.frame_timeout, 'limits.frame_timeout', DEFAULTS.frameTimeoutSeconds, {
+        min: 0,
+        exclusiveMin: true,
+        max: 3600,
       }),
       maxInFlightPerConnection: num(
         limits.max_in_flight_per_connection,

@@ -243,6 +243,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     listen,
     handler: async (name, key, signal) => (await handlerReady)(name, key, signal),
     maxConnections: limits.maxConnections,
+    idleTimeoutMs: Math.round(limits.idleTimeoutSeconds * 1000),
+    frameTimeoutMs: Math.round(limits.frameTimeoutSeconds * 1000),
     maxInFlightPerConnection: limits.maxInFlightPerConnection,
     requestLimit: limits.requestLimit,
     reusePort: config.reusePort,

@@ -38,6 +38,8 @@ export interface Metrics {
   /** One socketmap answer: zone name, first word of the answer (`OK`, `NOTFOUND`, `TEMP`), latency. */
   socketmapQuery(zone: string, answer: string, seconds: number): void;
   connections(delta: number): void;
+  /** A connection the server closed: quiet too long, a frame too slow, evicted or refused at the limit. Optional. */
+  connectionClosed?(reason: 'idle' | 'frame_timeout' | 'evicted' | 'limit'): void;
   /** One DANE lookup that reached DNS (not a cached state): the state it found, its duration. Optional. */
   daneLookup?(state: DaneStateKind, seconds: number): void;
   /**

@@ -42,6 +42,7 @@ export class PrometheusMetrics implements Metrics {
   private readonly daneAnswers: Counter<'level'>;
   private readonly daneValidating: Gauge;
   private readonly policyChanges: Counter<'change'>;
+  private readonly connectionsClosed: Counter<'reason'>;
   private readonly downgrades: Counter<'reason'>;
 
   constructor(options: PrometheusMetricsOptions = {}) {
@@ -102,6 +103,13 @@ export class PrometheusMetrics implements Metrics {
       help: 'Socketmap connections accepted',
       registers,
     });
+    this.connectionsClosed = new Counter({
+      name: `${p}socketmap_connections_closed_total`,
+      help: 'Socketmap connections the daemon closed, by reason (idle, frame_timeout, evicted at the limit, limit: refused)',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of ['idle', 'frame_timeout', 'evicted', 'limit']) this.connectionsClosed.inc({ reason }, 0);
     this.limited = new Counter({
       name: `${p}discoveries_limited_total`,
       help: 'Network lookups refused or delayed by the daemon limits',
@@ -186,6 +194,9 @@ export class PrometheusMetrics implements Metrics {
   connections(delta: number): void {
     this.openConnections.inc(delta);
     if (delta > 0) this.connectionsTotal.inc(delta);
+  }
+  connectionClosed(reason: 'idle' | 'frame_timeout' | 'evicted' | 'limit'): void {
+    this.connectionsClosed.inc({ reason });
   }
   /** A network lookup held back by a daemon limit. */
   limit(reason: LimitReason): void {

@@ -30,8 +30,15 @@ export type SocketmapListen =
 export interface SocketmapServerOptions {
   readonly listen: SocketmapListen;
   readonly handler: SocketmapHandler;
-  /** Connections beyond this are closed at once by the kernel accept path. Default 10,000. */
+  /**
+   * Open connections at most. Default 10,000. A connection beyond it closes the quiet connection
+   * (no request being answered) that has been quiet longest, or, with none quiet, is closed itself.
+   */
   readonly maxConnections?: number;
+  /** A connection with no request being answered and no byte received for this long is closed, ms. Default 300,000. */
+  readonly idleTimeoutMs?: number;
+  /** A request frame must be complete this long after its first byte, or the connection is closed, ms. Default 10,000. */
+  readonly frameTimeoutMs?: number;
   /**
    * Requests of one connection being answered at once (postfix-mta-sts-resolver's queue of 128).
    * When reached, the server stops reading from that connection until replies go out.
@@ -64,6 +71,10 @@ export interface SocketmapServer {
 }
 
 const DEFAULT_MAX_CONNECTIONS = 10_000;
+/** Postfix reopens a socketmap connection on demand; one quiet for 5 minutes only holds a slot. */
+const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
+/** A request is at most a few hundred bytes: 10 s for one is already a very slow client. */
+const DEFAULT_FRAME_TIMEOUT_MS = 10_000;
 /** postfix-mta-sts-resolver `QUEUE_LIMIT`. */
 const DEFAULT_MAX_IN_FLIGHT = 128;
 /** After we end a connection, how long the peer has to close its side before we destroy it. */
@@ -82,6 +93,7 @@ interface Entry {
 /** One client connection: decoding, in-order replies, backpressure. */
 class Connection {
   private readonly decoder: NetstringDecoder;
+  private frameTimer: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
   /** Requests started and not yet written, in request order. */
   private readonly queue: Entry[] = [];
@@ -116,6 +128,46 @@ class Connection {
       server.logger.debug({ err: { code: err.code, message: err.message } }, 'socketmap connection error');
     });
     socket.on('close', () => this.onClose());
+    // Node restarts this on every read and write: it fires after idleTimeoutMs of silence. With
+    // a request still being answered the connection is not idle: the timer is armed again.
+    socket.setTimeout(server.idleTimeoutMs);
+    socket.on('timeout', () => {
+      if (this.pending() === 0) this.closeFor('idle');
+      else socket.setTimeout(server.idleTimeoutMs);
+    });
+    server.quiet.add(this);
+  }
+
+  /** Closes the connection now, counted by `reason`; its work is aborted. */
+  closeFor(reason: ConnectionCloseReason): void {
+    if (this.closed) return;
+    this.server.metrics.connectionClosed?.(reason);
+    this.server.logger.debug({ reason, remote: this.socket.remoteAddress }, 'socketmap connection closed');
+    this.socket.destroy();
+  }
+
+  /** Tracks whether a request is being answered (quiet connections may be closed to make room). */
+  private markQuiet(): void {
+    const quiet = this.pending() === 0;
+    // Re-added at the end: the set is ordered by when each connection last became quiet.
+    this.server.quiet.delete(this);
+    if (quiet && !this.closed) this.server.quiet.add(this);
+  }
+
+  private frameExpired(): void {
+    // While we do not read (backpressure), the rest of the frame may be waiting on our side.
+    if (this.paused) this.frameTimer = setTimeout(() => this.frameExpired(), this.server.frameTimeoutMs);
+    else this.closeFor('frame_timeout');
+  }
+
+  /** A frame has started and not finished: it must finish within frameTimeoutMs of its first byte. */
+  private watchFrame(): void {
+    if (this.decoder.partial && !this.failed && !this.draining) {
+      this.frameTimer ??= setTimeout(() => this.frameExpired(), this.server.frameTimeoutMs);
+    } else if (this.frameTimer !== undefined) {
+      clearTimeout(this.frameTimer);
+      this.frameTimer = undefined;
+    }
   }
 
   private pending(): number {
@@ -139,6 +191,7 @@ class Connection {
       this.failed = true;
     }
     for (const f of frames) this.backlog.push(f);
+    this.watchFrame();
     this.pump();
   }
 
@@ -157,6 +210,8 @@ class Connection {
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.frameTimer);
+    this.server.quiet.delete(this);
     // An early disconnect cancels the work of this connection only.
     this.abort.abort(new MtaStsError('ERR_MTASTS_ABORTED', 'socketmap client disconnected'));
     this.queue.length = 0;
@@ -202,6 +257,7 @@ class Connection {
         if (!wrote || this.backlogHead === this.backlog.length || this.writeBlocked) break;
       }
       this.updateReading();
+      this.markQuiet();
       if ((this.readEnded || this.failed || this.draining) && this.pending() === 0 && !this.ended) {
         this.ended = true;
         this.socket.end();
@@ -322,8 +378,15 @@ class Connection {
 const EMPTY = Buffer.alloc(0);
 const DONE: Entry = { reply: '' };
 
+/** Why the server closed a connection (the metric's `reason`). */
+export type ConnectionCloseReason = 'idle' | 'frame_timeout' | 'evicted' | 'limit';
+
 interface ServerState {
   readonly handler: SocketmapHandler;
+  readonly idleTimeoutMs: number;
+  readonly frameTimeoutMs: number;
+  /** Connections with no request being answered, the longest quiet first. */
+  readonly quiet: Set<Connection>;
   readonly maxInFlight: number;
   readonly requestLimit: number;
   readonly badRequestReply: string;
@@ -398,6 +461,9 @@ export async function startSocketmapServer(options: SocketmapServerOptions): Pro
   let closeWaiters: Array<() => void> = [];
   const state: ServerState = {
     handler: options.handler,
+    idleTimeoutMs: positiveInt('idleTimeoutMs', options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS),
+    frameTimeoutMs: positiveInt('frameTimeoutMs', options.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS),
+    quiet: new Set(),
     maxInFlight: positiveInt('maxInFlightPerConnection', options.maxInFlightPerConnection ?? DEFAULT_MAX_IN_FLIGHT),
     requestLimit: positiveInt('requestLimit', options.requestLimit ?? DEFAULT_REQUEST_LIMIT),
     badRequestReply: options.badRequestReply ?? NOTFOUND_REPLY,
@@ -413,18 +479,35 @@ export async function startSocketmapServer(options: SocketmapServerOptions): Pro
     },
   };
 
-  let dropped = 0;
+  let refused = 0;
+  let evicted = 0;
   const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    if (state.connections.size >= maxConnections) {
+      // At the limit, the connection quiet longest makes room: idle or stalled connections (a
+      // flood holding partial frames) must not lock Postfix out. With every connection busy, the
+      // new one is refused.
+      const oldest = state.quiet.values().next();
+      if (oldest.done === true) {
+        refused++;
+        metrics.connectionClosed?.('limit');
+        socket.destroy();
+        // The first and then one in a thousand: a flood must not flood the log too.
+        if (refused === 1 || refused % 1000 === 0) {
+          logger.warn({ maxConnections, refused, remote: socket.remoteAddress }, 'socketmap connection limit reached');
+        }
+        return;
+      }
+      evicted++;
+      if (evicted === 1 || evicted % 1000 === 0) {
+        logger.warn(
+          { maxConnections, evicted },
+          'socketmap connection limit reached; closing the connection quiet longest',
+        );
+      }
+      oldest.value.closeFor('evicted');
+    }
     state.connections.add(new Connection(socket, state));
     metrics.connections(1);
-  });
-  server.maxConnections = maxConnections;
-  server.on('drop', (data?: { remoteAddress?: string }) => {
-    dropped++;
-    // Log the first drop and then one in a thousand: a flood must not flood the log too.
-    if (dropped === 1 || dropped % 1000 === 0) {
-      logger.warn({ maxConnections, dropped, remote: data?.remoteAddress }, 'socketmap connection limit reached');
-    }
   });
 
   const { listen: where } = options;

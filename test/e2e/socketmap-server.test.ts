@@ -4,6 +4,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { noopMetrics } from '../../src/metrics/metrics.js';
 import { encodeNetstring } from '../../src/socketmap/netstring.js';
 import { reusePortSupported, startSocketmapServer } from '../../src/socketmap/server.js';
 import type { SocketmapHandler, SocketmapServer, SocketmapServerOptions } from '../../src/socketmap/server.js';
@@ -274,16 +275,70 @@ describe('socketmap server behaviour', () => {
     await server.close(1000);
   });
 
-  it('closes connections beyond maxConnections', async () => {
-    const server = await start({ maxConnections: 2 });
+  it('at maxConnections, a new connection closes the one quiet longest; with all busy it is refused', async () => {
+    const closed: string[] = [];
+    const metrics = { ...noopMetrics, connectionClosed: (reason: string) => void closed.push(reason) };
+    const server = await start({ maxConnections: 2, metrics });
     const a = await SocketmapClient.open(target(server));
     const b = await SocketmapClient.open(target(server));
     assert.equal(await a.query('p', 'a'), 'OK p|a');
+    await sleep(20);
     assert.equal(await b.query('p', 'b'), 'OK p|b');
+    // a has been quiet longest: the third connection takes its place and is answered.
     const c = await SocketmapClient.open(target(server));
-    assert.equal(await closesSilently(c), true);
-    assert.equal(await a.query('p', 'a2'), 'OK p|a2');
-    for (const x of [a, b]) x.destroy();
+    assert.equal(await c.query('p', 'c'), 'OK p|c');
+    await a.closed;
+    assert.deepEqual(closed, ['evicted']);
+    assert.equal(await b.query('p', 'b2'), 'OK p|b2');
+    // Both open connections busy (a slow request each): a new one is refused, the busy ones answered.
+    const slowB = b.query('p', 'slow delay=400');
+    const slowC = c.query('p', 'slow delay=400');
+    await sleep(50);
+    const d = await SocketmapClient.open(target(server));
+    assert.equal(await closesSilently(d), true);
+    assert.deepEqual(closed, ['evicted', 'limit']);
+    assert.deepEqual(await Promise.all([slowB, slowC]), ['OK p|slow delay=400', 'OK p|slow delay=400']);
+    for (const x of [b, c]) x.destroy();
+    await server.close(1000);
+  });
+
+  it('idle timeout: a quiet connection is closed; one with a request being answered is not', async () => {
+    const closed: string[] = [];
+    const metrics = { ...noopMetrics, connectionClosed: (reason: string) => void closed.push(reason) };
+    const server = await start({ idleTimeoutMs: 200, metrics });
+    const quiet = await SocketmapClient.open(target(server));
+    const busy = await SocketmapClient.open(target(server));
+    assert.equal(await quiet.query('p', 'q'), 'OK p|q');
+    const slow = busy.query('p', 'slow delay=500');
+    await quiet.closed;
+    assert.deepEqual(closed, ['idle']);
+    assert.equal(await slow, 'OK p|slow delay=500', 'a slow answer is not cut by the idle timeout');
+    assert.equal(busy.isClosed, false);
+    await busy.closed;
+    assert.deepEqual(closed, ['idle', 'idle'], 'then quiet for 200 ms: closed too');
+    await server.close(1000);
+  });
+
+  it('frame timeout: a frame must be complete within it of its first byte, however it trickles', async () => {
+    const closed: string[] = [];
+    const metrics = { ...noopMetrics, connectionClosed: (reason: string) => void closed.push(reason) };
+    const server = await start({ frameTimeoutMs: 300, idleTimeoutMs: 60_000, metrics });
+    const slow = await SocketmapClient.open(target(server));
+    const t0 = Date.now();
+    // One byte every 50 ms keeps the socket active (no idle timeout) but never finishes the frame.
+    const frame = encodeNetstring('p trickle.example.test');
+    const trickle = slow.writeChunked(frame.subarray(0, frame.length - 1), 1, 50).catch(() => {});
+    await slow.closed;
+    const took = Date.now() - t0;
+    assert.deepEqual(closed, ['frame_timeout']);
+    assert.ok(took >= 250 && took < 2000, `closed after ${took} ms`);
+    await trickle;
+    // A whole frame sent in pieces within the timeout is answered.
+    const ok = await SocketmapClient.open(target(server));
+    const reply = ok.expect();
+    await ok.writeChunked(encodeNetstring('p pieces.example.test'), 4, 20);
+    assert.equal(await reply, 'OK p|pieces.example.test');
+    ok.destroy();
     await server.close(1000);
   });
 
