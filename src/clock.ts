@@ -6,11 +6,17 @@ export interface Clock {
   now(): number;
   /** Resolves after `ms` milliseconds; rejects with `ERR_MTASTS_ABORTED` when `signal` aborts. Never keeps the process alive on its own. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Milliseconds on a clock that never steps (any origin), to tell a wall-clock step from time
+   * passing. Optional: without it, steps are not detected this way.
+   */
+  monotonic?(): number;
 }
 
 /** The wall clock. Timers are unref'd so a pending sleep never holds the process open. */
 export const systemClock: Clock = {
   now: () => Date.now(),
+  monotonic: () => performance.now(),
   sleep(ms, signal) {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {

@@ -244,6 +244,46 @@ for (const kind of storeKinds) {
       assert.ok(metrics.sizes.length >= 2, 'cache size reported at open and after the pass');
     });
 
+    test('a wrong clock deletes nothing as unused: a wall-clock step between passes, or most of the store at once', async (t) => {
+      const w = await world(t, kind);
+      if (!w) return;
+      const domains = Array.from({ length: 10 }, () => uniqueDomain('clock'));
+      for (const d of domains) await seed(w, d, 'c1');
+      const refused: string[] = [];
+      const logger = captureLogger();
+      const metrics = { ...recordingMetrics(), unusedDeleteRefused: (r: string) => void refused.push(r) };
+      const db = await w.open({ logger, metrics });
+      const present = async (): Promise<number> => {
+        let n = 0;
+        for (const d of domains) if ((await w.store.get(d)) !== undefined) n++;
+        return n;
+      };
+      assert.equal((await db.refresh()).deleted, 0, 'a first pass: nothing unused');
+
+      // The wall clock jumps 181 days ahead (monotonic time does not): the pass deletes nothing.
+      w.clock.stepWall(181 * DAY);
+      assert.equal((await db.refresh()).deleted, 0);
+      assert.deepEqual(refused, ['clock_step']);
+      assert.ok(logger.entries.some((e) => e.level === 'warn' && /wall clock stepped/.test(e.msg)));
+      // Still wrong at the next pass: the step is the new normal, but most of the store would go.
+      assert.equal((await db.refresh()).deleted, 0);
+      assert.deepEqual(refused, ['clock_step', 'implausible_share']);
+      assert.equal(await present(), 10);
+      // The clock is corrected: every record is still there and answers.
+      w.clock.stepWall(-181 * DAY);
+      assert.equal((await db.refresh()).deleted, 0);
+      assert.equal(await present(), 10);
+      assert.equal((await db.get(domains[0] as string)).policy?.mode, 'enforce');
+
+      // Real time passes (both clocks): 3 of 10 unused for 180 days are deleted, a share that is plausible.
+      await w.clock.advance(181 * DAY);
+      await w.store.touch(domains.slice(3).map((domain) => ({ domain, lastUse: new Date(w.clock.now() - HOUR) })));
+      const refusedBefore = refused.length;
+      assert.equal((await db.refresh()).deleted, 3);
+      assert.equal(await present(), 7);
+      assert.equal(refused.length, refusedBefore);
+    });
+
     test('a failed none-policy refresh is not logged as an error and keeps the record', async (t) => {
       const w = await world(t, kind);
       if (!w) return;

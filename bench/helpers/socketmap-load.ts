@@ -67,7 +67,7 @@ export const policyFor = (d: string): string =>
   `version: STSv1\r\nmode: enforce\r\nmx: mx.${d}\r\nmx: *.mx.${d}\r\nmax_age: 604800\r\n`;
 export const okFor = (d: string): string => `OK secure match=mx.${d}:.mx.${d} servername=hostname`;
 /** The answer for a domain with MTA-STS enforce and usable TLSA records at every MX, where DANE is preferred. */
-export const DANE_ONLY_REPLY = 'OK dane-only';
+const DANE_ONLY_REPLY = 'OK dane-only';
 
 /** A domain of the many-records store. */
 export const storeDomain = (i: number): string => `d${i}.example${i % 97}.test`;

@@ -59,12 +59,14 @@ import { fetchResult } from './outcomes.js';
 import { auditDowngrade, auditPolicyChange } from './policy-audit.js';
 import { confirmedRecord, putOverFuture, validEndOf } from './policy-record.js';
 import {
+  CLOCK_STEP_TOLERANCE_MS,
   DEFAULT_LEASE_SECONDS,
   DEFAULT_REFRESH_BATCH,
   DEFAULT_REFRESH_CONCURRENCY,
   REFRESH_SPREAD_SECONDS,
   REFRESH_STEP_TIMEOUT_MS,
   REFRESH_YIELD_EVERY_RECORDS,
+  UNUSED_DELETE_MAX_SHARE,
 } from './tunables.js';
 import type { GetOutcome, PurgeOptions, RefresherOptions, RefreshSummary } from './types.js';
 
@@ -111,6 +113,8 @@ export class Refresher {
   private readonly pool: Semaphore;
   private loopAbort: AbortController | undefined;
   private loop: Promise<void> | undefined;
+  /** Wall clock minus monotonic clock at the previous pass, to notice a step (ms). */
+  private wallOffset: number | undefined;
 
   constructor(deps: RefresherDeps, options: RefresherOptions = {}) {
     this.deps = deps;
@@ -251,8 +255,44 @@ export class Refresher {
     return counts;
   }
 
-  /** Deletes records whose `lastUse` is before `usedBefore`; returns how many. */
+  /**
+   * Deletes records whose `lastUse` is before `usedBefore`; returns how many. Refuses (deletes
+   * nothing, logs a warning, counts `mtastsdb_unused_deletes_refused_total{reason}`) when the wall
+   * clock stepped since the previous pass, or when the records to delete are more than
+   * {@link UNUSED_DELETE_MAX_SHARE} of the store: both mean a wrong clock, and a clock corrected
+   * later must find the cache whole.
+   */
   private async deleteUnused(usedBefore: Date, signal: AbortSignal): Promise<number> {
+    const { store, clock, logger, metrics } = this.deps;
+    const offset = clock.monotonic === undefined ? undefined : clock.now() - clock.monotonic();
+    const previous = this.wallOffset;
+    this.wallOffset = offset;
+    if (offset !== undefined && previous !== undefined && Math.abs(offset - previous) > CLOCK_STEP_TOLERANCE_MS) {
+      metrics.unusedDeleteRefused?.('clock_step');
+      logger.warn(
+        { steppedBySeconds: Math.round((offset - previous) / 1000) },
+        'the wall clock stepped since the previous refresh pass; deleting no unused mta-sts policies in this pass',
+      );
+      return 0;
+    }
+    let candidates = 0;
+    for await (const _ of store.list({ usedBefore, pageSize: this.batchSize })) {
+      if (++candidates % this.batchSize === 0) {
+        await yieldToEventLoop();
+        if (signal.aborted) throw aborted(signal);
+      }
+    }
+    if (candidates === 0) return 0;
+    const total = await store.count();
+    if (candidates > UNUSED_DELETE_MAX_SHARE * total) {
+      metrics.unusedDeleteRefused?.('implausible_share');
+      logger.warn(
+        { unused: candidates, records: total, usedBefore, now: new Date(clock.now()) },
+        'most cached mta-sts policies look unused for 180 days: the clock may be wrong; deleting none ' +
+          '(after a long downtime, `mtastsdb purge --unused-days 180` deletes them)',
+      );
+      return 0;
+    }
     const deleted = await this.deleteListed({ usedBefore }, signal);
     if (deleted > 0)
       this.deps.logger.info({ count: deleted, usedBefore }, 'deleted mta-sts policies unused for 180 days');

@@ -84,3 +84,16 @@ export const STORE_ERROR_LOG_INTERVAL_MS = 60_000;
 export const DOWNGRADE_LOG_INTERVAL_MS = 10 * 60_000;
 /** Domains whose last downgrade line is remembered (for the interval above). */
 export const DOWNGRADE_LOG_DOMAINS = 10_000;
+
+// --- deleting unused records (the refresher's pass)
+/**
+ * A pass never deletes more than this share of the store as unused: a daily pass deletes the few
+ * domains whose last use crossed the 180-day line that day; "most of the cache" means the clock
+ * is wrong (a forward step), and deleting it would lose what protects deliveries (RFC 8461 §10).
+ */
+export const UNUSED_DELETE_MAX_SHARE = 0.5;
+/**
+ * A wall clock that moved this much more (or less) than the monotonic clock since the previous
+ * pass has stepped, ms: that pass deletes nothing as unused.
+ */
+export const CLOCK_STEP_TOLERANCE_MS = 10 * 60_000;

@@ -51,6 +51,8 @@ export interface Metrics {
   daneResolverValidating?(validating: boolean): void;
   /** A cached policy replaced by a different one: its id, mode or mx patterns changed. Optional. */
   policyChange?(change: PolicyChange): void;
+  /** A refresher pass that deleted nothing as unused because the clock looks wrong. Optional. */
+  unusedDeleteRefused?(reason: 'clock_step' | 'implausible_share'): void;
   /** A lookup that looks like a downgrade attempt; the cached policy kept applying. Optional. */
   downgradeSuspected?(sign: DowngradeSign): void;
 }

@@ -43,6 +43,7 @@ export class PrometheusMetrics implements Metrics {
   private readonly daneValidating: Gauge;
   private readonly policyChanges: Counter<'change'>;
   private readonly connectionsClosed: Counter<'reason'>;
+  private readonly unusedDeletesRefused: Counter<'reason'>;
   private readonly downgrades: Counter<'reason'>;
 
   constructor(options: PrometheusMetricsOptions = {}) {
@@ -153,6 +154,15 @@ export class PrometheusMetrics implements Metrics {
       labelNames: ['reason'],
       registers,
     });
+    this.unusedDeletesRefused = new Counter({
+      name: `${p}unused_deletes_refused_total`,
+      help:
+        'Refresher passes that deleted no unused policies because the clock looks wrong ' +
+        '(clock_step: the wall clock stepped; implausible_share: most of the store looked unused)',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of ['clock_step', 'implausible_share']) this.unusedDeletesRefused.inc({ reason }, 0);
     // Every series from the start, so that rate() and increase() see the first event.
     for (const change of POLICY_CHANGES) this.policyChanges.inc({ change }, 0);
     for (const reason of DOWNGRADE_SIGNS) this.downgrades.inc({ reason }, 0);
@@ -194,6 +204,9 @@ export class PrometheusMetrics implements Metrics {
   connections(delta: number): void {
     this.openConnections.inc(delta);
     if (delta > 0) this.connectionsTotal.inc(delta);
+  }
+  unusedDeleteRefused(reason: 'clock_step' | 'implausible_share'): void {
+    this.unusedDeletesRefused.inc({ reason });
   }
   connectionClosed(reason: 'idle' | 'frame_timeout' | 'evicted' | 'limit'): void {
     this.connectionsClosed.inc({ reason });

@@ -12,6 +12,7 @@ interface Sleeper {
  */
 export class ManualClock implements Clock {
   private t: number;
+  private stepped = 0;
   private sleepers: Sleeper[] = [];
   /** Every `sleep(ms)` requested, in order. */
   readonly sleeps: number[] = [];
@@ -22,6 +23,17 @@ export class ManualClock implements Clock {
 
   now(): number {
     return this.t;
+  }
+
+  /** Moves with advance/set, not with {@link stepWall}. */
+  monotonic(): number {
+    return this.t - this.stepped;
+  }
+
+  /** A wall-clock step: now() moves by `ms` (either way), monotonic() does not; sleepers stay put. */
+  stepWall(ms: number): void {
+    this.t += ms;
+    this.stepped += ms;
   }
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
