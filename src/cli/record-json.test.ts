@@ -5,6 +5,7 @@ import { parsePolicy } from '../rfc8461/policy.js';
 import type { PolicyRecord } from '../store/policy-store.js';
 import { recordFromJson, recordToJson } from './record-json.js';
 
+const HUGE_MAX_AGE = 'version: STSv1\r\nmode: enforce\r\nmx: mx1.example.test\r\nmax_age: 999999999\r\n';
 const TEXT =
   'version: STSv1\r\nmode: enforce\r\nmx: mx1.example.test\r\nmx: *.example.test\r\nmax_age: 86400\r\nx-ext: 1\r\n';
 
@@ -23,8 +24,11 @@ function record(overrides: Partial<PolicyRecord> = {}): PolicyRecord {
   };
 }
 
+/** When the lines below are read: after every fixture date. */
+const NOW = Date.parse('2026-06-01T00:00:00.000Z');
+
 function roundTrip(r: PolicyRecord): PolicyRecord {
-  return recordFromJson(JSON.parse(JSON.stringify(recordToJson(r))));
+  return recordFromJson(JSON.parse(JSON.stringify(recordToJson(r))), NOW);
 }
 
 describe('recordToJson / recordFromJson', () => {
@@ -59,6 +63,7 @@ describe('recordToJson / recordFromJson', () => {
       record({
         backoff: true,
         recordId: '',
+        validEnd: new Date('2026-01-01T00:05:00.000Z'),
         policyText: 'version: STSv1\r\nmode: none\r\nmax_age: 300\r\n',
         policy: parsePolicy('version: STSv1\r\nmode: none\r\nmax_age: 300\r\n'),
       }),
@@ -121,23 +126,68 @@ describe('recordToJson / recordFromJson', () => {
     ['date a number', edit({ lastUse: 1767225600000 }), /lastUse is not an ISO 8601/],
     ['date impossible', edit({ inserted: '2026-13-45T00:00:00Z' }), /inserted is not a valid date/],
     ['no lastUpdate', edit({}, 'lastUpdate'), /missing field lastUpdate/],
+    // Date would roll these over to another day instead of refusing them.
+    ['30 February', edit({ lastUse: '2026-02-30T00:00:00Z' }), /lastUse is not a valid date/],
+    ['29 February of a common year', edit({ lastUse: '2025-02-29T00:00:00Z' }), /lastUse is not a valid date/],
+    ['hour 24', edit({ lastUse: '2026-01-01T24:00:00Z' }), /lastUse is not a valid date/],
+    ['second 60', edit({ lastUse: '2026-01-01T23:59:60Z' }), /lastUse is not a valid date/],
+    ['offset +25:00', edit({ lastUse: '2026-01-01T12:00:00+25:00' }), /lastUse is not a valid date/],
+    ['lastUpdate in 9999', edit({ lastUpdate: '9999-12-31T00:00:00.000Z' }), /lastUpdate .* is in the future/],
+    ['inserted in 9999', edit({ inserted: '9999-12-31T00:00:00.000Z' }), /inserted .* is in the future/],
+    ['lastUse an hour ahead', edit({ lastUse: '2026-06-01T01:00:00.000Z' }), /lastUse .* is in the future/],
+    ['validEnd in 9999', edit({ validEnd: '9999-12-31T00:00:00.000Z' }), /validEnd .* later than lastUpdate/],
+    [
+      'validEnd past max_age',
+      edit({ validEnd: '2026-01-02T00:06:00.000Z' }),
+      /validEnd .* later than lastUpdate \+ the policy's max_age \(86400 s\)/,
+    ],
+    [
+      'validEnd past the one-year cap of a larger max_age',
+      edit(
+        {
+          policyText: HUGE_MAX_AGE,
+          policy: undefined,
+          validEnd: '2027-01-02T00:00:00.000Z',
+        },
+        'policy',
+      ),
+      /max_age \(31557600 s\)/,
+    ],
+    ['backoff with an enforce policy', edit({ backoff: true }), /backoff is true but the policy is mode enforce/],
   ];
   for (const [name, value, message] of invalid) {
     it(`rejects ${name}`, () => {
       assert.throws(
-        () => recordFromJson(value),
+        () => recordFromJson(value, NOW),
         (err: unknown) => isMtaStsError(err, 'ERR_MTASTS_USAGE') && message.test(err.message),
       );
     });
   }
 
+  it('accepts times within the clock skew ahead, and validEnd exactly at the one-year cap', () => {
+    const r = recordFromJson(edit({ lastUse: '2026-06-01T00:04:00.000Z' }), NOW);
+    assert.equal(r.lastUse.toISOString(), '2026-06-01T00:04:00.000Z');
+    const capped = recordFromJson(
+      edit(
+        {
+          policyText: HUGE_MAX_AGE,
+          validEnd: new Date(Date.parse('2026-01-01T00:00:00Z') + 31_557_600_000).toISOString(),
+        },
+        'policy',
+      ),
+      NOW,
+    );
+    assert.equal(capped.policy.maxAgeSeconds, 999999999);
+    assert.equal(recordFromJson(edit({ lastUse: '2024-02-29T00:00:00Z' }), NOW).lastUse.getUTCDate(), 29);
+  });
+
   it('normalises the domain to its display form and ignores unknown fields', () => {
-    const r = recordFromJson(edit({ domain: 'XN--BCHER-KVA.Test.', futureField: { x: 1 } }));
+    const r = recordFromJson(edit({ domain: 'XN--BCHER-KVA.Test.', futureField: { x: 1 } }), NOW);
     assert.equal(r.domain, 'bücher.test');
   });
 
   it('accepts a line without the informative policy field and with a UTC offset', () => {
-    const r = recordFromJson(edit({ lastUse: '2026-01-01T13:00:00+01:00' }, 'policy'));
+    const r = recordFromJson(edit({ lastUse: '2026-01-01T13:00:00+01:00' }, 'policy'), NOW);
     assert.equal(r.lastUse.toISOString(), '2026-01-01T12:00:00.000Z');
     assert.equal(r.policy.mode, 'enforce');
   });

@@ -1,7 +1,8 @@
 import { MtaStsError } from '../errors.js';
 import { parseDomain } from '../rfc8461/domain.js';
-import { MAX_POLICY_BYTES, MAX_RECORD_ID_CHARS } from '../rfc8461/limits.js';
-import { formatMxPattern, parsePolicy, type Policy } from '../rfc8461/policy.js';
+import { BACKOFF_SECONDS, MAX_POLICY_BYTES, MAX_RECORD_ID_CHARS } from '../rfc8461/limits.js';
+import { effectiveMaxAgeSeconds, formatMxPattern, parsePolicy, type Policy } from '../rfc8461/policy.js';
+import { CLOCK_SKEW_MS } from '../cache/tunables.js';
 import type { PolicyRecord } from '../store/policy-store.js';
 
 /** A policy as JSON: mx patterns as written (`*.example.net`, A-label form). */
@@ -53,7 +54,7 @@ export function recordToJson(record: PolicyRecord): PolicyRecordJson {
 }
 
 // RFC 3339 date-time, as Date#toISOString writes it (offsets allowed for hand-written files).
-const ISO_DATE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:Z|([+-])(\d{2}):(\d{2}))$/;
 // RFC 8461 §3.1: sts-id = 1*32( ALPHA / DIGIT ); '' marks a record whose id is unknown.
 const RECORD_ID = new RegExp(`^[A-Za-z0-9]{0,${MAX_RECORD_ID_CHARS}}$`);
 
@@ -66,12 +67,57 @@ function field(obj: Record<string, unknown>, name: string): unknown {
   return obj[name];
 }
 
+/** Days in `month` (1–12) of `year`, Gregorian. */
+function daysIn(year: number, month: number): number {
+  return new Date(Date.UTC(year, month, 0)).getUTCDate();
+}
+
+/**
+ * A date-time field. Checked by its parts, because `Date` rolls an impossible day over
+ * (`2026-02-30` would become 2 March) instead of refusing it; RFC 3339 §5.6 ranges, no leap second.
+ */
 function date(obj: Record<string, unknown>, name: string): Date {
   const v = field(obj, name);
-  if (typeof v !== 'string' || !ISO_DATE.test(v)) bad(`${name} is not an ISO 8601 date-time`);
-  const d = new Date(v);
-  if (Number.isNaN(d.getTime())) bad(`${name} is not a valid date`);
+  const m = typeof v === 'string' ? ISO_DATE.exec(v) : null;
+  if (m === null) bad(`${name} is not an ISO 8601 date-time`);
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const offsetOk = m[7] === undefined || (Number(m[8]) <= 23 && Number(m[9]) <= 59);
+  if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || second > 59) {
+    bad(`${name} is not a valid date: ${String(v)}`);
+  }
+  const d = new Date(v as string);
+  if (!offsetOk || Number.isNaN(d.getTime())) bad(`${name} is not a valid date: ${String(v)}`);
   return d;
+}
+
+/**
+ * The times of a record no correct clock could have written by `now`, or that would make it
+ * protect longer than its policy allows (RFC 8461 §3.2: max_age from the last update, capped at a
+ * year). A back-off record carries no policy (mode `none`, max_age 300, RFC 8461 §3.3): one with a
+ * real policy would answer "no MTA-STS" until its `validEnd`. Returns what is wrong, or undefined.
+ */
+function implausibleTimes(r: PolicyRecord, now: number): string | undefined {
+  const ahead = now + CLOCK_SKEW_MS;
+  for (const key of ['inserted', 'lastUpdate', 'lastUse'] as const) {
+    if (r[key].getTime() > ahead) {
+      return `${key} ${r[key].toISOString()} is in the future (written by a clock running ahead?)`;
+    }
+  }
+  if (r.backoff && (r.policy.mode !== 'none' || r.policy.maxAgeSeconds > BACKOFF_SECONDS)) {
+    return `backoff is true but the policy is mode ${r.policy.mode} with max_age ${r.policy.maxAgeSeconds}: a back-off record is mode none with max_age ${BACKOFF_SECONDS} at most`;
+  }
+  const longest = r.lastUpdate.getTime() + effectiveMaxAgeSeconds(r.policy) * 1000 + CLOCK_SKEW_MS;
+  if (r.validEnd.getTime() > longest) {
+    return `validEnd ${r.validEnd.toISOString()} is later than lastUpdate + the policy's max_age (${effectiveMaxAgeSeconds(r.policy)} s)`;
+  }
+  return undefined;
 }
 
 function samePolicy(a: PolicyJson, b: unknown): string | undefined {
@@ -89,14 +135,16 @@ function samePolicy(a: PolicyJson, b: unknown): string | undefined {
 }
 
 /**
- * Validates one parsed export line and turns it into a record. The policy comes from
+ * Validates one parsed export line, read at `now` (epoch ms), and turns it into a record. Dates
+ * must be real calendar dates, none in the future beyond the clock skew, `validEnd` no later than
+ * the policy's max_age after `lastUpdate`, and a back-off record must carry no policy. The policy comes from
  * `policyText` (parsed by the RFC 8461 parser, so nothing invalid enters the cache); the `policy`
  * field, when present, must agree with it, which catches a hand edit of one but not the other.
  * Unknown fields are ignored so that files from newer versions still import.
  *
  * @throws MtaStsError `ERR_MTASTS_USAGE` naming the bad field.
  */
-export function recordFromJson(value: unknown): PolicyRecord {
+export function recordFromJson(value: unknown, now: number): PolicyRecord {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) bad('not a JSON object');
   const obj = value as Record<string, unknown>;
 
@@ -130,7 +178,7 @@ export function recordFromJson(value: unknown): PolicyRecord {
     if (mismatch !== undefined) bad(mismatch);
   }
 
-  return {
+  const record: PolicyRecord = {
     domain,
     inserted: date(obj, 'inserted'),
     validEnd: date(obj, 'validEnd'),
@@ -141,4 +189,7 @@ export function recordFromJson(value: unknown): PolicyRecord {
     policy,
     policyText,
   };
+  const wrong = implausibleTimes(record, now);
+  if (wrong !== undefined) bad(wrong);
+  return record;
 }

@@ -266,7 +266,12 @@ function line(
   const text =
     o.backoff === true
       ? 'version: STSv1\r\nmode: none\r\nmax_age: 300\r\n'
-      : policyText(o.mode ?? 'enforce', o.mx ?? [`mx.${domain}`]);
+      : // max_age covers validEnd, as for a record the cache wrote (import checks it).
+        policyText(
+          o.mode ?? 'enforce',
+          o.mx ?? [`mx.${domain}`],
+          Math.max(86400, Math.ceil((o.validEnd - (o.lastUpdate ?? -HOUR)) / 1000)),
+        );
   return JSON.stringify({
     domain,
     inserted: new Date(now - 300 * DAY).toISOString(),
@@ -842,6 +847,40 @@ describe('mtastsdb CLI', { concurrency: true }, () => {
       ['one.test', 'three.test'],
     );
     assert.deepEqual(jsonLines(listC?.stdout ?? ''), []);
+  });
+
+  it('import refuses impossible times per line: a day that does not exist, the year 9999, validEnd past max_age, a back-off record with a policy', async () => {
+    const dir = await dataDir();
+    const ok = line('ok.test', { lastUse: -HOUR, validEnd: DAY });
+    const edit = (domain: string, change: Record<string, unknown>): string =>
+      JSON.stringify({ ...(JSON.parse(line(domain, { lastUse: -HOUR, validEnd: DAY })) as object), ...change });
+    const input = [
+      ok,
+      edit('feb30.test', { lastUse: '2026-02-30T00:00:00.000Z' }),
+      edit('future.test', { lastUpdate: '9999-12-31T00:00:00.000Z', validEnd: '9999-12-31T00:00:00.000Z' }),
+      edit('long.test', { validEnd: '9999-12-31T00:00:00.000Z' }),
+      edit('back.test', { backoff: true }),
+      '',
+    ].join('\n');
+    const dry = await mtastsdb(['--data-dir', dir, 'import', '--dry-run'], { input });
+    assertStatus(dry, 2);
+    assert.equal(dry.stdout, '1 valid, 4 invalid records (dry run, nothing written)\n');
+    const errs = dry.stderr.trim().split('\n');
+    assert.match(errs[0] ?? '', /^ERR_MTASTS_USAGE: line 2: lastUse is not a valid date: 2026-02-30/);
+    assert.match(errs[1] ?? '', /^ERR_MTASTS_USAGE: line 3: lastUpdate 9999-12-31T00:00:00.000Z is in the future/);
+    assert.match(
+      errs[2] ?? '',
+      /^ERR_MTASTS_USAGE: line 4: validEnd 9999-12-31T00:00:00.000Z is later than lastUpdate/,
+    );
+    assert.match(errs[3] ?? '', /^ERR_MTASTS_USAGE: line 5: backoff is true but the policy is mode enforce/);
+    const skip = await mtastsdb(['--data-dir', dir, 'import', '--skip-invalid', '--json'], { input });
+    assertStatus(skip, 0);
+    assert.deepEqual(JSON.parse(skip.stdout), { imported: 1, older: 0, invalid: 4 });
+    const listed = await mtastsdb(['--data-dir', dir, 'list', '--json']);
+    assert.deepEqual(
+      jsonLines(listed.stdout).map((r) => r.domain),
+      ['ok.test'],
+    );
   });
 
   it('import: newest wins by lastUpdate; reads a file argument', async () => {

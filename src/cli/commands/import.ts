@@ -63,8 +63,8 @@ async function* readLines(input: AsyncIterable<Buffer | string>, onBytes: (n: nu
   if (size > 0) yield take(Buffer.alloc(0));
 }
 
-/** Parses and validates one line; the error names the line. */
-function parseLine(line: Line): PolicyRecord {
+/** Parses and validates one line, read at `now` (epoch ms); the error names the line. */
+function parseLine(line: Line, now: number): PolicyRecord {
   let value: unknown;
   try {
     value = JSON.parse(line.text);
@@ -72,7 +72,7 @@ function parseLine(line: Line): PolicyRecord {
     throw new MtaStsError('ERR_MTASTS_USAGE', `line ${line.no}: not JSON: ${messageOf(err)}`, { cause: err });
   }
   try {
-    return recordFromJson(value);
+    return recordFromJson(value, now);
   } catch (err) {
     throw new MtaStsError('ERR_MTASTS_USAGE', `line ${line.no}: ${messageOf(err)}`, { cause: err });
   }
@@ -151,7 +151,7 @@ async function importFromResolver(
           expired++;
           continue;
         }
-        record = recordFromJson(out.json);
+        record = recordFromJson(out.json, now);
       } catch (err) {
         invalid++;
         const why = messageOf(err);
@@ -196,7 +196,9 @@ export function command(runtime: CliRuntime): Command {
     .summary('load records from JSON lines (the export format)')
     .description(
       'Reads JSON lines written by `mtastsdb export` from [file] or stdin and stores them. Every line ' +
-        'is validated (domain, dates, record id, and the policy text through the RFC 8461 parser). ' +
+        'is validated (domain, record id, the policy text through the RFC 8461 parser, and the dates: ' +
+        'real calendar dates, none in the future, validEnd within max_age of lastUpdate, a back-off ' +
+        'record without a policy). ' +
         'Newest wins: a record whose lastUpdate is older than the cached one is skipped.\n\n' +
         'Each line is written atomically. By default the first invalid line stops the import with an ' +
         'error naming the line (lines before it stay imported; nothing of the bad line is written); ' +
@@ -276,7 +278,7 @@ export function command(runtime: CliRuntime): Command {
             if (line.text.trim() === '') continue;
             let record: PolicyRecord;
             try {
-              record = parseLine(line);
+              record = parseLine(line, runtime.clock.now());
             } catch (err) {
               // --dry-run checks the whole input; otherwise the first bad line stops the import.
               if (flags.skipInvalid !== true && flags.dryRun !== true) throw err;
