@@ -54,7 +54,7 @@ export function recordToJson(record: PolicyRecord): PolicyRecordJson {
 }
 
 // RFC 3339 date-time, as Date#toISOString writes it (offsets allowed for hand-written files).
-const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:Z|([+-])(\d{2}):(\d{2}))$/;
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:Z|[+-](\d{2}):(\d{2}))$/;
 // RFC 8461 §3.1: sts-id = 1*32( ALPHA / DIGIT ); '' marks a record whose id is unknown.
 const RECORD_ID = new RegExp(`^[A-Za-z0-9]{0,${MAX_RECORD_ID_CHARS}}$`);
 
@@ -80,20 +80,25 @@ function date(obj: Record<string, unknown>, name: string): Date {
   const v = field(obj, name);
   const m = typeof v === 'string' ? ISO_DATE.exec(v) : null;
   if (m === null) bad(`${name} is not an ISO 8601 date-time`);
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const offsetOk = m[7] === undefined || (Number(m[8]) <= 23 && Number(m[9]) <= 59);
-  if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || second > 59) {
+  // Parts absent (no offset) count as 0.
+  const [year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, offHour = 0, offMinute = 0] = m
+    .slice(1)
+    .map((x) => Number(x ?? 0));
+  const d = new Date(v as string);
+  if (
+    month < 1 ||
+    month > 12 ||
+    day < 1 ||
+    day > daysIn(year, month) ||
+    hour > 23 ||
+    minute > 59 ||
+    second > 59 ||
+    offHour > 23 ||
+    offMinute > 59 ||
+    Number.isNaN(d.getTime())
+  ) {
     bad(`${name} is not a valid date: ${String(v)}`);
   }
-  const d = new Date(v as string);
-  if (!offsetOk || Number.isNaN(d.getTime())) bad(`${name} is not a valid date: ${String(v)}`);
   return d;
 }
 
@@ -113,9 +118,9 @@ function implausibleTimes(r: PolicyRecord, now: number): string | undefined {
   if (r.backoff && (r.policy.mode !== 'none' || r.policy.maxAgeSeconds > BACKOFF_SECONDS)) {
     return `backoff is true but the policy is mode ${r.policy.mode} with max_age ${r.policy.maxAgeSeconds}: a back-off record is mode none with max_age ${BACKOFF_SECONDS} at most`;
   }
-  const longest = r.lastUpdate.getTime() + effectiveMaxAgeSeconds(r.policy) * 1000 + CLOCK_SKEW_MS;
-  if (r.validEnd.getTime() > longest) {
-    return `validEnd ${r.validEnd.toISOString()} is later than lastUpdate + the policy's max_age (${effectiveMaxAgeSeconds(r.policy)} s)`;
+  const maxAge = effectiveMaxAgeSeconds(r.policy);
+  if (r.validEnd.getTime() > r.lastUpdate.getTime() + maxAge * 1000 + CLOCK_SKEW_MS) {
+    return `validEnd ${r.validEnd.toISOString()} is later than lastUpdate + the policy's max_age (${maxAge} s)`;
   }
   return undefined;
 }
