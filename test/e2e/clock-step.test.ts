@@ -12,14 +12,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fillInChild, storeDomain, storeReply } from '../../bench/helpers/socketmap-load.js';
 import { openStore } from '../../src/store/open-store.js';
-import { spawnServe } from '../helpers/serve-process.js';
+import { DEAD_DNS_FLAGS, spawnServe, writeServeConfig } from '../helpers/serve-process.js';
 import type { ServeProcess } from '../helpers/serve-process.js';
 import { SocketmapClient } from '../helpers/socketmap-client.js';
 
 const RECORDS = 500;
 const DAY_MS = 86_400_000;
-/** Answers for nothing: every DNS query of the daemon fails (the TXT of a record included). */
-const DEAD_DNS = ['--dns-server', '127.0.0.1:9', '--timeout', '1'];
 
 /** A module for `node --import` that shifts `Date` (not the monotonic clock) by MTASTSDB_TEST_CLOCK_OFFSET_MS. */
 const SHIFT_DATE = `
@@ -59,19 +57,11 @@ describe('a forward clock step of 181 days, then a correction (the real daemon a
     } finally {
       await s.close();
     }
-    config = join(dir, 'clock.yml');
-    await writeFile(
-      config,
-      [
-        'host: 127.0.0.1',
-        'port: 0',
-        `store: ${JSON.stringify(store)}`,
-        'cache_grace: 86400',
-        'proactive_policy_fetching:\n  enabled: true',
-        'metrics:\n  enabled: true\n  host: 127.0.0.1\n  port: 0',
-        '',
-      ].join('\n'),
-    );
+    config = await writeServeConfig(join(dir, 'clock.yml'), store, [
+      'cache_grace: 86400',
+      'proactive_policy_fetching:\n  enabled: true',
+      'metrics:\n  enabled: true\n  host: 127.0.0.1\n  port: 0',
+    ]);
   });
   after(async () => {
     serve?.child.kill('SIGKILL');
@@ -88,10 +78,11 @@ describe('a forward clock step of 181 days, then a correction (the real daemon a
   }
 
   it('the stepped daemon deletes nothing as unused, logs why and counts it', async () => {
-    serve = await spawnServe(['-c', config, ...DEAD_DNS], { MTASTSDB_TEST_CLOCK_OFFSET_MS: String(181 * DAY_MS) }, [
-      '--import',
-      shift,
-    ]);
+    serve = await spawnServe(
+      ['-c', config, ...DEAD_DNS_FLAGS],
+      { MTASTSDB_TEST_CLOCK_OFFSET_MS: String(181 * DAY_MS) },
+      ['--import', shift],
+    );
     const line = await serve.waitFor(/look unused for 180 days: the clock may be wrong; deleting none/, 30_000);
     const entry = JSON.parse(line) as { unused: number; records: number; level: number };
     assert.deepEqual([entry.unused, entry.records, entry.level], [RECORDS, RECORDS, 40]);
@@ -107,7 +98,7 @@ describe('a forward clock step of 181 days, then a correction (the real daemon a
   });
 
   it('after the correction, the cached enforce policies still answer with DNS dead', async () => {
-    serve = await spawnServe(['-c', config, ...DEAD_DNS]);
+    serve = await spawnServe(['-c', config, ...DEAD_DNS_FLAGS]);
     const client = await SocketmapClient.open({ host: '127.0.0.1', port: serve.port });
     try {
       for (const i of [0, 1, RECORDS - 1]) assert.equal(await client.query('postfix', storeDomain(i)), storeReply(i));

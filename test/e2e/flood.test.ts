@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import { NetstringDecoder, encodeNetstring } from '../../src/socketmap/netstring.js';
 import { fillInChild, storeDomain, storeReply } from '../../bench/helpers/socketmap-load.js';
 import { inCI, requireOrSkip } from '../helpers/ci.js';
-import { spawnServe } from '../helpers/serve-process.js';
+import { spawnServe, writeServeConfig } from '../helpers/serve-process.js';
 import type { ServeProcess } from '../helpers/serve-process.js';
 import { SocketmapClient } from '../helpers/socketmap-client.js';
 
@@ -112,24 +112,16 @@ describe('daemon under a flood (issue 6)', { timeout: 120_000 }, () => {
     dir = await mkdtemp(join(tmpdir(), 'mtastsdb-flood-'));
     const store = join(dir, 'flood.db');
     await fillInChild({ path: store, count: DOMAINS, now: Date.now() }, 60_000);
-    const config = join(dir, 'flood.yml');
-    await writeFile(
-      config,
-      [
-        'host: 127.0.0.1',
-        'port: 0',
-        `store: ${JSON.stringify(store)}`,
-        // Every record was updated just now: answered from the store, no DNS.
-        'cache_grace: 86400',
-        'proactive_policy_fetching:\n  enabled: false',
-        'metrics:\n  enabled: true\n  host: 127.0.0.1\n  port: 0',
-        'logging:\n  level: info',
-        // Hostile partial frames must meet the connection limit, not the frame timeout, first.
-        'limits:\n  frame_timeout: 120',
-        // limits: the defaults (max_connections 10,000, max_in_flight_per_connection 128).
-        '',
-      ].join('\n'),
-    );
+    const config = await writeServeConfig(join(dir, 'flood.yml'), store, [
+      // Every record was updated just now: answered from the store, no DNS.
+      'cache_grace: 86400',
+      'proactive_policy_fetching:\n  enabled: false',
+      'metrics:\n  enabled: true\n  host: 127.0.0.1\n  port: 0',
+      'logging:\n  level: info',
+      // Hostile partial frames must meet the connection limit, not the frame timeout, first.
+      'limits:\n  frame_timeout: 120',
+      // limits: the defaults (max_connections 10,000, max_in_flight_per_connection 128).
+    ]);
     serve = await spawnServe(['-c', config]);
     pid = serve.child.pid;
     const metricsLine = await serve.waitFor(/metrics endpoint listening/);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { policyText, publish, startNet, uniqueDomain } from '../helpers/cache-fixture.js';
 import type { Net } from '../helpers/cache-fixture.js';
-import { spawnServe } from '../helpers/serve-process.js';
+import { spawnServe, writeServeConfig } from '../helpers/serve-process.js';
 import type { ServeProcess } from '../helpers/serve-process.js';
 import { SocketmapClient } from '../helpers/socketmap-client.js';
 
@@ -32,21 +32,13 @@ describe('operator logs of mtastsdb serve', () => {
   before(async () => {
     net = await startNet();
     dir = await mkdtemp(join(tmpdir(), 'mtastsdb-logs-'));
-    const config = join(dir, 'logs.yml');
-    await writeFile(
-      config,
-      [
-        'host: 127.0.0.1',
-        'port: 0',
-        `store: ${JSON.stringify(join(dir, 'logs.db'))}`,
-        // Every lookup checks the TXT id: a changed or vanished record is seen at once.
-        'cache_grace: 0',
-        'memory_cache:\n  ttl: 0',
-        'proactive_policy_fetching:\n  enabled: false',
-        'metrics:\n  enabled: true\n  host: 127.0.0.1\n  port: 0',
-        '',
-      ].join('\n'),
-    );
+    const config = await writeServeConfig(join(dir, 'logs.yml'), join(dir, 'logs.db'), [
+      // Every lookup checks the TXT id: a changed or vanished record is seen at once.
+      'cache_grace: 0',
+      'memory_cache:\n  ttl: 0',
+      'proactive_policy_fetching:\n  enabled: false',
+      'metrics:\n  enabled: true\n  host: 127.0.0.1\n  port: 0',
+    ]);
     const caFile = join(dir, 'ca.pem');
     await writeFile(caFile, net.ca.certPem);
     serve = await spawnServe(

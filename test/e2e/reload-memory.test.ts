@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fillInChild, storeDomain, storeReply } from '../../bench/helpers/socketmap-load.js';
-import { spawnServe } from '../helpers/serve-process.js';
+import { DEAD_DNS_FLAGS, spawnServe, writeServeConfig } from '../helpers/serve-process.js';
 import type { ServeProcess } from '../helpers/serve-process.js';
 import { SocketmapClient } from '../helpers/socketmap-client.js';
 
@@ -22,8 +22,6 @@ const SETTLE_RELOADS = 100;
 const PER_RELOAD = 200;
 /** Heap growth allowed between the two measurements: noise, not a leak. */
 const FLAT_BYTES = 8 * 1024 * 1024;
-/** DNS that never answers: every answer must come from the cache. */
-const DEAD_DNS = ['--dns-server', '127.0.0.1:9', '--timeout', '1'];
 
 /** A module for `node --import`: on SIGUSR2, collect garbage and print the heap on stdout. */
 const HEAP_PROBE = `
@@ -54,22 +52,14 @@ describe('1,000 SIGHUP reloads with 4,000 hot domains (the real daemon)', () => 
     const probe = join(dir, 'heap-probe.mjs');
     await writeFile(probe, HEAP_PROBE);
     await fillInChild({ path: store, count: DOMAINS, now: Date.now() }, 60_000);
-    const config = join(dir, 'reload.yml');
-    await writeFile(
-      config,
-      [
-        'host: 127.0.0.1',
-        'port: 0',
-        `store: ${JSON.stringify(store)}`,
-        'cache_grace: 86400',
-        'zones:',
-        '  postfix: {}',
-        '  strict:',
-        '    strict_testing: true',
-        '',
-      ].join('\n'),
-    );
-    serve = await spawnServe(['-c', config, ...DEAD_DNS], { MTASTSDB_LOG_LEVEL: 'info' }, [
+    const config = await writeServeConfig(join(dir, 'reload.yml'), store, [
+      'cache_grace: 86400',
+      'zones:',
+      '  postfix: {}',
+      '  strict:',
+      '    strict_testing: true',
+    ]);
+    serve = await spawnServe(['-c', config, ...DEAD_DNS_FLAGS], { MTASTSDB_LOG_LEVEL: 'info' }, [
       '--expose-gc',
       '--import',
       probe,

@@ -18,7 +18,7 @@ import { openStore } from '../../src/store/open-store.js';
 import { policyText, publish, startNet, uniqueDomain } from '../helpers/cache-fixture.js';
 import type { Net } from '../helpers/cache-fixture.js';
 import { requireOrSkip } from '../helpers/ci.js';
-import { spawnServe, type ServeProcess } from '../helpers/serve-process.js';
+import { spawnServe, writeServeConfig, type ServeProcess } from '../helpers/serve-process.js';
 import { SocketmapClient } from '../helpers/socketmap-client.js';
 
 function tryMount(dir: string): boolean {
@@ -76,22 +76,14 @@ describe('daemon on a full disk', { timeout: 120_000 }, () => {
   it('a policy the store refuses is answered until its validEnd; the rate limit never makes it NOTFOUND', async (t) => {
     if (!requireOrSkip(t, mounted, 'mounting a tmpfs needs root')) return;
     const store = join(mnt, 'mtasts.db');
-    const config = join(dir, 'full.yml');
-    await writeFile(
-      config,
-      [
-        'host: 127.0.0.1',
-        'port: 0',
-        `store: ${JSON.stringify(store)}`,
-        // Every answer checks the TXT id: the rate limit is met after a few queries.
-        'cache_grace: 0',
-        'memory_cache:\n  ttl: 0',
-        'proactive_policy_fetching:\n  enabled: false',
-        'limits:\n  fetch_rate_per_domain:\n    rate: 0.01\n    burst: 3',
-        'default_zone:\n  timeout: 3',
-        '',
-      ].join('\n'),
-    );
+    const config = await writeServeConfig(join(dir, 'full.yml'), store, [
+      // Every answer checks the TXT id: the rate limit is met after a few queries.
+      'cache_grace: 0',
+      'memory_cache:\n  ttl: 0',
+      'proactive_policy_fetching:\n  enabled: false',
+      'limits:\n  fetch_rate_per_domain:\n    rate: 0.01\n    burst: 3',
+      'default_zone:\n  timeout: 3',
+    ]);
     const caFile = join(dir, 'ca.pem');
     await writeFile(caFile, net.ca.certPem);
     let serve: ServeProcess | undefined;

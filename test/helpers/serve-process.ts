@@ -1,10 +1,23 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..');
+
+/** `serve` flags for DNS that never answers (the discard port on loopback): answers come from the cache or fail. */
+export const DEAD_DNS_FLAGS: readonly string[] = ['--dns-server', '127.0.0.1:9', '--timeout', '1'];
+
+/**
+ * Writes a `serve` configuration file at `path`: socketmap on 127.0.0.1 at a free port, the store
+ * at `store`, then `lines` (YAML, as given). Returns `path`.
+ */
+export async function writeServeConfig(path: string, store: string, lines: readonly string[]): Promise<string> {
+  await writeFile(path, ['host: 127.0.0.1', 'port: 0', `store: ${JSON.stringify(store)}`, ...lines, ''].join('\n'));
+  return path;
+}
 
 /** A `mtastsdb serve` child process and what it logged. */
 export interface ServeProcess {
