@@ -25,11 +25,13 @@ import {
   PolicyMemo,
   ROW_COLUMNS,
   checkDomainKey,
+  claimTime,
   closedError,
   collapseUses,
   decodeRow,
   encodeRecord,
   keysetPages,
+  putParams,
 } from './record-codec.js';
 import type { EncodedRecord, ListFilter, PageCursor, PolicyRow } from './record-codec.js';
 
@@ -151,12 +153,6 @@ function positiveInt(name: string, v: number, max: number): number {
   return v;
 }
 
-function claimTime(what: string, d: Date): number {
-  const t = d instanceof Date ? d.getTime() : Number.NaN;
-  if (!Number.isSafeInteger(t)) usage(`claimRefresh: ${what} is not a valid Date`);
-  return t;
-}
-
 interface Statements {
   readonly get: string;
   readonly getMany: string;
@@ -219,21 +215,6 @@ function listSql(s: string, filter: ListFilter, after: boolean): { name: string;
   const text = `SELECT ${ROW_COLUMNS} FROM ${s}.policies ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
     ORDER BY last_use DESC, domain ASC LIMIT $${n + 1}`;
   return { name, text };
-}
-
-function putValues(e: EncodedRecord): unknown[] {
-  return [
-    e.domain,
-    e.inserted,
-    e.validEnd,
-    e.lastUpdate,
-    e.lastUse,
-    e.backoff,
-    e.recordId,
-    e.mode,
-    e.maxAge,
-    e.policyText,
-  ];
 }
 
 /** A `get` waiting for a connection. */
@@ -354,7 +335,7 @@ class PostgresStoreImpl implements PostgresStore {
   async put(record: PolicyRecord): Promise<boolean> {
     this.open();
     const e = encodeRecord(record, this.memo);
-    const res = await this.query('put', { name: 'mtastsdb_put', text: this.sql.put, values: putValues(e) });
+    const res = await this.query('put', { name: 'mtastsdb_put', text: this.sql.put, values: putParams(e) });
     return res.rowCount === 1;
   }
 
@@ -372,7 +353,7 @@ class PostgresStoreImpl implements PostgresStore {
     for (let i = 0; i < all.length; i += BATCH_ROWS) {
       const chunk = all.slice(i, i + BATCH_ROWS);
       const columns: unknown[][] = Array.from({ length: 10 }, () => []);
-      for (const e of chunk) putValues(e).forEach((v, k) => columns[k]!.push(v));
+      for (const e of chunk) putParams(e).forEach((v, k) => columns[k]!.push(v));
       const res = await this.query('putMany', { name: 'mtastsdb_put_many', text: this.sql.putMany, values: columns });
       written += res.rowCount ?? 0;
     }

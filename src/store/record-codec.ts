@@ -153,6 +153,33 @@ export function encodeRecord(record: PolicyRecord, memo: PolicyMemo): EncodedRec
   };
 }
 
+/**
+ * The put statement's parameters in column order (`domain`, `inserted`, `valid_end`, `last_update`,
+ * `last_use`, `backoff`, `record_id`, `mode`, `max_age`, `policy_text`); `backoff` as the driver
+ * wants a boolean (PostgreSQL: boolean, SQLite: 0/1).
+ */
+export function putParams(e: EncodedRecord, backoff: boolean | 0 | 1 = e.backoff): unknown[] {
+  return [
+    e.domain,
+    e.inserted,
+    e.validEnd,
+    e.lastUpdate,
+    e.lastUse,
+    backoff,
+    e.recordId,
+    e.mode,
+    e.maxAge,
+    e.policyText,
+  ];
+}
+
+/** A `claimRefresh` time as ms since the epoch. @throws MtaStsError `ERR_MTASTS_USAGE` when not a valid Date. */
+export function claimTime(what: string, d: Date): number {
+  const t = d instanceof Date ? d.getTime() : Number.NaN;
+  if (!Number.isSafeInteger(t)) usage(`claimRefresh: ${what} is not a valid Date`);
+  return t;
+}
+
 function int(v: number | string): number {
   return typeof v === 'number' ? v : Number(v);
 }

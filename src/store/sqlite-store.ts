@@ -28,11 +28,13 @@ import {
   PolicyMemo,
   ROW_COLUMNS,
   checkDomainKey,
+  claimTime,
   closedError,
   collapseUses,
   decodeRow,
   encodeRecord,
   keysetPages,
+  putParams,
 } from './record-codec.js';
 import type { EncodedRecord, ListFilter, PageCursor, PolicyRow } from './record-codec.js';
 import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION, SQLITE_VERSION_TABLE_SQL } from './sqlite-schema.js';
@@ -292,21 +294,6 @@ function prepare(db: Database): Conn {
   };
 }
 
-function putArgs(e: EncodedRecord): unknown[] {
-  return [
-    e.domain,
-    e.inserted,
-    e.validEnd,
-    e.lastUpdate,
-    e.lastUse,
-    e.backoff ? 1 : 0,
-    e.recordId,
-    e.mode,
-    e.maxAge,
-    e.policyText,
-  ];
-}
-
 /** Reads the schema version without writing (works on read-only files). 0 when never migrated. */
 function schemaVersion(db: Database): number {
   const hasTable = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'mtastsdb_schema'").get();
@@ -458,7 +445,7 @@ class SqliteStoreImpl implements SqliteStore {
   async put(record: PolicyRecord): Promise<boolean> {
     this.c();
     const e = encodeRecord(record, this.memo);
-    return this.write('put', (c) => c.put.run(...putArgs(e)).changes === 1);
+    return this.write('put', (c) => c.put.run(...putParams(e, e.backoff ? 1 : 0)).changes === 1);
   }
 
   async putMany(records: Iterable<PolicyRecord>): Promise<number> {
@@ -468,7 +455,7 @@ class SqliteStoreImpl implements SqliteStore {
     return this.write('putMany', (c) =>
       c.db.transaction(() => {
         let n = 0;
-        for (const e of encoded) n += c.put.run(...putArgs(e)).changes;
+        for (const e of encoded) n += c.put.run(...putParams(e, e.backoff ? 1 : 0)).changes;
         return n;
       })(),
     );
@@ -563,12 +550,6 @@ class SqliteStoreImpl implements SqliteStore {
       c.db.close();
     }
   }
-}
-
-function claimTime(what: string, d: Date): number {
-  const t = d instanceof Date ? d.getTime() : Number.NaN;
-  if (!Number.isSafeInteger(t)) throw new MtaStsError('ERR_MTASTS_USAGE', `claimRefresh: ${what} is not a valid Date`);
-  return t;
 }
 
 /**
