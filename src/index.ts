@@ -22,7 +22,7 @@ export { getPolicy } from './fetch/get-policy.js';
 export type { GetPolicyOptions, DiscoveredPolicy } from './fetch/get-policy.js';
 export { isPublicAddress, classifyAddress } from './fetch/address-policy.js';
 export type { AddressClass } from './fetch/address-policy.js';
-export type { PolicyStore, PolicyRecord, ListOptions } from './store/policy-store.js';
+export type { PolicyStore, PolicyRecord, ListOptions, ListOrder } from './store/policy-store.js';
 export { openStore, resolveStoreTarget, parseStoreSpec } from './store/open-store.js';
 export type { OpenStoreSpec, StoreTarget } from './store/open-store.js';
 export { openSqliteStore } from './store/sqlite-store.js';

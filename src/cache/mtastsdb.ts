@@ -815,7 +815,11 @@ export class MtaStsDb implements PolicyDatabase {
     );
   }
 
-  /** The records matching `options`, newest `lastUse` first, then by domain, read page by page. */
+  /**
+   * The records matching `options`, read page by page, each exactly once while lookups and the
+   * refresher write: by default newest `lastUse` first, then by domain, from one read snapshot
+   * (see {@link ListOptions.order}).
+   */
   async *policyRecordsStream(options: ListOptions = {}): AsyncGenerator<PolicyRecord> {
     this.checkOpen();
     await this.flushUses();

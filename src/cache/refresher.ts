@@ -23,11 +23,14 @@
  * TXT id is unchanged, since extending it would only renew the back-off; and the TXT-failure
  * fetch never stores a weaker policy.
  *
- * Large stores: the due records are read through `store.list({ updatedBefore })` a batch at a time
- * (default 1000 records). Each batch is shuffled, so the order is random within a batch and the
- * batches follow the store's order: a full shuffle of a million records would need all of them in
- * memory, and what the random order is for (not hitting one provider's domains in a row, not the
- * same order every day) is served by shuffling within batches of 1000. The number of due records is
+ * Large stores: the due records are read through `store.list({ updatedBefore, order: 'domain' })` a
+ * batch at a time (default 1000 records). Domain order pages on the primary key, which no write
+ * moves, so a pass that runs for hours while lookups touch `lastUse` sees every due record once and
+ * holds no snapshot (a `lastUse`-ordered walk would hold one for the whole pass). Each batch is
+ * shuffled, so the order is random within a batch and the batches follow domain order: a full
+ * shuffle of a million records would need all of them in memory, and what the random order is for
+ * (not hitting one provider's domains in a row, not the same order every day) is served by
+ * shuffling within batches of 1000. The number of due records is
  * counted first (one streaming pass) so the 3 h spread is even.
  *
  * Fleets: before refreshing a record the refresher claims it with `store.claimRefresh` (a lease of
@@ -203,7 +206,7 @@ export class Refresher {
 
     const updatedBefore = new Date(start - REFRESH_AFTER_SECONDS * 1000);
     let total = 0;
-    for await (const _ of store.list({ updatedBefore, pageSize: this.batchSize })) {
+    for await (const _ of store.list({ updatedBefore, order: 'domain', pageSize: this.batchSize })) {
       if (++total % this.batchSize === 0) {
         await yieldToEventLoop();
         if (signal.aborted) throw aborted(signal);
@@ -276,7 +279,7 @@ export class Refresher {
       return 0;
     }
     let candidates = 0;
-    for await (const _ of store.list({ usedBefore, pageSize: this.batchSize })) {
+    for await (const _ of store.list({ usedBefore, order: 'domain', pageSize: this.batchSize })) {
       if (++candidates % this.batchSize === 0) {
         await yieldToEventLoop();
         if (signal.aborted) throw aborted(signal);
@@ -306,7 +309,7 @@ export class Refresher {
     // Collect a batch, then delete it, then list again: never delete under a running listing.
     for (;;) {
       const batch: PolicyRecord[] = [];
-      for await (const r of store.list({ ...filter, pageSize: this.batchSize })) {
+      for await (const r of store.list({ ...filter, order: 'domain', pageSize: this.batchSize })) {
         batch.push(r);
         if (batch.length >= this.batchSize) break;
       }
@@ -403,7 +406,7 @@ export class Refresher {
   /** The due records, `batchSize` at a time. */
   private async *batches(updatedBefore: Date): AsyncGenerator<PolicyRecord[]> {
     let batch: PolicyRecord[] = [];
-    for await (const r of this.deps.store.list({ updatedBefore, pageSize: this.batchSize })) {
+    for await (const r of this.deps.store.list({ updatedBefore, order: 'domain', pageSize: this.batchSize })) {
       batch.push(r);
       if (batch.length >= this.batchSize) {
         yield batch;

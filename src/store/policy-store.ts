@@ -20,8 +20,24 @@ export interface PolicyRecord {
   readonly policyText: string;
 }
 
+/**
+ * The order of `list()`. `lastUse`: newest `lastUse` first, then domain (code point order), read
+ * from one snapshot. `domain`: by domain (code point order), paged on the primary key without a
+ * long-lived snapshot, for walks that run a long time (the refresher).
+ */
+export type ListOrder = 'lastUse' | 'domain';
+
 /** Sort and filter for listing records. */
 export interface ListOptions {
+  /**
+   * Default `lastUse`. Both orders return every record present for the whole walk exactly once,
+   * while other writers (`touch`, `put`) run. `lastUse` reads one consistent snapshot: records
+   * written after the walk began are not seen, and the snapshot is held until the walk ends (on a
+   * SQLite file the WAL cannot be checkpointed past it; PostgreSQL keeps the old row versions). In
+   * `domain` order each page is a short read: a record written or deleted meanwhile may or may not
+   * be seen, in whichever version the page read.
+   */
+  readonly order?: ListOrder;
   /** Only records whose `lastUpdate` is before this time (for the refresher). */
   readonly updatedBefore?: Date;
   /** Only records whose `lastUse` is before this time (for purging). */
@@ -53,8 +69,10 @@ export interface PolicyStore {
   /** Number of records. */
   count(): Promise<number>;
   /**
-   * All matching records, newest `lastUse` first, then by domain, read page by page so a million
-   * records never sit in memory at once.
+   * All matching records in `options.order` (default newest `lastUse` first, then by domain), each
+   * once, read page by page so a million records never sit in memory at once. Iterate to the end or
+   * leave the loop (`break`, `return`, a throw): that ends the walk and frees what it holds; an
+   * iterator abandoned half-way holds its snapshot until the store is closed.
    */
   list(options?: ListOptions): AsyncIterable<PolicyRecord>;
   /**

@@ -12,7 +12,7 @@
  * Faults: a query that fails because its connection died (server restart, pg_terminate_backend,
  * network reset) is retried once on a fresh connection; every other failure is a coded error.
  */
-import type { Pool, PoolConfig, QueryConfig, QueryResult, QueryResultRow } from 'pg';
+import type { Pool, PoolClient, PoolConfig, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import { MtaStsError, isMtaStsError } from '../errors.js';
@@ -30,10 +30,10 @@ import {
   collapseUses,
   decodeRow,
   encodeRecord,
-  keysetPages,
+  listPages,
   putParams,
 } from './record-codec.js';
-import type { EncodedRecord, ListFilter, PageCursor, PolicyRow } from './record-codec.js';
+import type { EncodedRecord, ListFilter, ListReader, PageCursor, PolicyRow } from './record-codec.js';
 
 /** Options of {@link openPostgresStore}. */
 export interface PostgresStoreOptions {
@@ -69,6 +69,12 @@ export interface PostgresStore extends PolicyStore {
 export const DEFAULT_POSTGRES_POOL_SIZE = 8;
 export const DEFAULT_POSTGRES_CONNECT_TIMEOUT_MS = 5000;
 export const DEFAULT_POSTGRES_STATEMENT_TIMEOUT_MS = 10_000;
+/**
+ * Connections of the second, small pool that `list` in `lastUse` order holds its snapshot
+ * transaction on, so that walks never take the connections lookups need. A walk beyond these many
+ * at once waits for one (up to the connect timeout).
+ */
+const POSTGRES_LIST_SNAPSHOT_CONNECTIONS = 2;
 /** Migrations may wait for another node's migration; they get longer than ordinary statements. */
 const MIGRATION_TIMEOUT_MS = 300_000;
 /** Rows per statement for bulk writes (touch, putMany). */
@@ -202,19 +208,34 @@ function statements(s: string): Statements {
 
 function listSql(s: string, filter: ListFilter, after: boolean): { name: string; text: string } {
   const where: string[] = [];
+  const byDomain = filter.order === 'domain';
   let n = 0;
-  // Keyset pagination on (last_use DESC, domain ASC), as in SQLite.
-  if (after) {
+  // Keyset pagination on (last_use DESC, domain ASC) or on the primary key, as in SQLite.
+  if (after && byDomain) {
+    where.push(`domain > $${++n}`);
+  } else if (after) {
     where.push(`last_use <= $${n + 1} AND (last_use < $${n + 1} OR domain > $${n + 2})`);
     n += 2;
   }
   if (filter.updatedBefore !== undefined) where.push(`last_update < $${++n}`);
   if (filter.usedBefore !== undefined) where.push(`last_use < $${++n}`);
   if (filter.validEndBefore !== undefined) where.push(`valid_end < $${++n}`);
-  const name = `mtastsdb_list_${after ? 1 : 0}${filter.updatedBefore !== undefined ? 1 : 0}${filter.usedBefore !== undefined ? 1 : 0}${filter.validEndBefore !== undefined ? 1 : 0}`;
+  const name = `mtastsdb_list_${byDomain ? 'd' : 'u'}${after ? 1 : 0}${filter.updatedBefore !== undefined ? 1 : 0}${filter.usedBefore !== undefined ? 1 : 0}${filter.validEndBefore !== undefined ? 1 : 0}`;
   const text = `SELECT ${ROW_COLUMNS} FROM ${s}.policies ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-    ORDER BY last_use DESC, domain ASC LIMIT $${n + 1}`;
+    ORDER BY ${byDomain ? 'domain ASC' : 'last_use DESC, domain ASC'} LIMIT $${n + 1}`;
   return { name, text };
+}
+
+function listQuery(s: string, filter: ListFilter, after: PageCursor | undefined): QueryConfig {
+  const { name, text } = listSql(s, filter, after !== undefined);
+  const values: unknown[] = [];
+  if (after !== undefined && filter.order === 'domain') values.push(after.domain);
+  else if (after !== undefined) values.push(after.lastUse, after.domain);
+  if (filter.updatedBefore !== undefined) values.push(filter.updatedBefore);
+  if (filter.usedBefore !== undefined) values.push(filter.usedBefore);
+  if (filter.validEndBefore !== undefined) values.push(filter.validEndBefore);
+  values.push(filter.pageSize);
+  return { name, text, values };
 }
 
 /** A `get` waiting for a connection. */
@@ -232,9 +253,12 @@ class PostgresStoreImpl implements PostgresStore {
   private readonly memo: PolicyMemo;
   private readonly sql: Statements;
   private readonly q: string;
+  /** Ends (destroys) the connection of each snapshot walk in progress; `close` calls them. */
+  private readonly readers = new Set<(err: Error) => void>();
 
   constructor(
     private readonly pool: Pool,
+    private readonly listPool: Pool,
     private readonly poolSize: number,
     readonly schema: string,
     private readonly target: string,
@@ -385,19 +409,77 @@ class PostgresStoreImpl implements PostgresStore {
   }
 
   list(options?: ListOptions): AsyncIterable<PolicyRecord> {
-    return keysetPages(options, (filter, after) => this.page(filter, after), this.memo);
+    return listPages(options, (filter) => this.listReader(filter), this.memo);
   }
 
-  private async page(filter: ListFilter, after: PageCursor | undefined): Promise<PolicyRow[]> {
-    const { name, text } = listSql(this.q, filter, after !== undefined);
-    const values: unknown[] = [];
-    if (after !== undefined) values.push(after.lastUse, after.domain);
-    if (filter.updatedBefore !== undefined) values.push(filter.updatedBefore);
-    if (filter.usedBefore !== undefined) values.push(filter.usedBefore);
-    if (filter.validEndBefore !== undefined) values.push(filter.validEndBefore);
-    values.push(filter.pageSize);
-    // Each page is its own short query: no cursor or transaction stays open between pages.
-    return (await this.query<PolicyRow>('list', { name, text, values })).rows;
+  private async listReader(filter: ListFilter): Promise<ListReader> {
+    this.open();
+    if (filter.order === 'domain') {
+      // The primary key never moves: each page is its own short query, no transaction between pages.
+      return {
+        readPage: async (f, after) => (await this.query<PolicyRow>('list', listQuery(this.q, f, after))).rows,
+        end: async () => {},
+      };
+    }
+    return this.snapshotReader();
+  }
+
+  /**
+   * `lastUse` order: one connection of the list pool holds a REPEATABLE READ, READ ONLY
+   * transaction for the whole walk, and the keyset pages run inside it, so rows that `touch` or
+   * `put` move between pages are still seen once. A page that fails is not retried elsewhere (the
+   * snapshot is gone with its connection): the walk fails with a coded error.
+   */
+  private async snapshotReader(): Promise<ListReader> {
+    let client: PoolClient;
+    try {
+      client = await this.listPool.connect();
+    } catch (err) {
+      throw this.fail('list', err);
+    }
+    // A checked-out client that loses its connection emits 'error'; unhandled, that would end the
+    // process. The failure surfaces through the walk's next page.
+    const onError = (err: Error): void =>
+      this.logger.warn({ err, target: this.target }, 'postgres store: list connection lost');
+    client.on('error', onError);
+    let released = false;
+    const release = (err?: Error): void => {
+      if (released) return;
+      released = true;
+      this.readers.delete(release);
+      client.off('error', onError);
+      // With an error the pool destroys the connection (and any transaction on it) instead of reusing it.
+      client.release(err);
+    };
+    this.readers.add(release);
+    try {
+      // The snapshot is taken at the first page's query.
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    } catch (err) {
+      release(err instanceof Error ? err : new Error(String(err)));
+      throw this.fail('list', err);
+    }
+    return {
+      readPage: async (f, after) => {
+        this.open();
+        if (released) throw closedError('postgres');
+        try {
+          return (await client.query<PolicyRow>(listQuery(this.q, f, after))).rows;
+        } catch (err) {
+          release(err instanceof Error ? err : new Error(String(err)));
+          throw this.fail('list', err);
+        }
+      },
+      end: async () => {
+        if (released) return;
+        try {
+          await client.query('COMMIT');
+          release();
+        } catch (err) {
+          release(err instanceof Error ? err : new Error(String(err)));
+        }
+      },
+    };
   }
 
   async claimRefresh(
@@ -424,10 +506,17 @@ class PostgresStoreImpl implements PostgresStore {
   }
 
   close(): Promise<void> {
-    // Ends idle connections at once and the busy ones when their query finishes.
-    this.closing ??= this.pool.end().catch((err: unknown) => {
-      this.logger.warn({ err, target: this.target }, 'postgres store: error while closing the pool');
-    });
+    if (this.closing === undefined) {
+      // Ends idle connections at once and the busy ones when their query finishes. A walk holding
+      // a snapshot would hold its connection until resumed: its connection is destroyed now and
+      // its next page fails with ERR_MTASTSDB_CLOSED.
+      this.closing = Promise.all([this.pool.end(), this.listPool.end()])
+        .then(() => undefined)
+        .catch((err: unknown) => {
+          this.logger.warn({ err, target: this.target }, 'postgres store: error while closing the pool');
+        });
+      for (const release of [...this.readers]) release(closedError('postgres'));
+    }
     return this.closing;
   }
 }
@@ -535,17 +624,20 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     },
   };
   const pool = new pg.Pool(config);
+  // Connects only when a walk in lastUse order needs it.
+  const listPool = new pg.Pool({ ...config, max: POSTGRES_LIST_SNAPSHOT_CONNECTIONS });
   // An idle connection that dies (server restart, terminated backend) is dropped by the pool; the
   // error must be handled here or it would crash the process.
   pool.on('error', (err) => logger.warn({ err, target }, 'postgres store: idle connection lost'));
+  listPool.on('error', (err) => logger.warn({ err, target }, 'postgres store: idle connection lost'));
   try {
     await migrate(pool, `"${schema}"`, schema, clock);
   } catch (err) {
-    await pool.end().catch(() => undefined);
+    await Promise.all([pool.end(), listPool.end()]).catch(() => undefined);
     if (isMtaStsError(err)) {
       throw new MtaStsError(err.code, `postgres store ${target}: ${err.message}`, { cause: err });
     }
     throw new MtaStsError(errorCodeFor(err), `postgres store ${target}: cannot open: ${describe(err)}`, { cause: err });
   }
-  return new PostgresStoreImpl(pool, poolSize, schema, target, logger, options.policyMemoEntries);
+  return new PostgresStoreImpl(pool, listPool, poolSize, schema, target, logger, options.policyMemoEntries);
 }

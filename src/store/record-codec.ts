@@ -10,7 +10,7 @@ import { MtaStsError } from '../errors.js';
 import { MAX_RECORD_ID_CHARS } from '../rfc8461/limits.js';
 import { formatPolicy, parsePolicy } from '../rfc8461/policy.js';
 import type { Mode, Policy } from '../rfc8461/policy.js';
-import type { ListOptions, PolicyRecord } from './policy-store.js';
+import type { ListOptions, ListOrder, PolicyRecord } from './policy-store.js';
 
 /** The columns of one stored policy, as both stores write them. */
 export interface EncodedRecord {
@@ -224,6 +224,7 @@ export interface ListFilter {
   readonly usedBefore?: number;
   readonly validEndBefore?: number;
   readonly pageSize: number;
+  readonly order: ListOrder;
 }
 
 /** Validates `ListOptions`. @throws MtaStsError `ERR_MTASTS_USAGE` */
@@ -232,41 +233,70 @@ function listFilter(options: ListOptions = {}): ListFilter {
   if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) {
     usage(`list: pageSize must be an integer from 1 to ${MAX_PAGE_SIZE}, got ${String(pageSize)}`);
   }
-  const f: { updatedBefore?: number; usedBefore?: number; validEndBefore?: number; pageSize: number } = { pageSize };
+  const order = options.order ?? 'lastUse';
+  if (order !== 'lastUse' && order !== 'domain') {
+    usage(`list: order must be 'lastUse' or 'domain', got ${JSON.stringify(order)}`);
+  }
+  const f: {
+    updatedBefore?: number;
+    usedBefore?: number;
+    validEndBefore?: number;
+    pageSize: number;
+    order: ListOrder;
+  } = { pageSize, order };
   if (options.updatedBefore !== undefined) f.updatedBefore = ms('updatedBefore', 'list', options.updatedBefore);
   if (options.usedBefore !== undefined) f.usedBefore = ms('usedBefore', 'list', options.usedBefore);
   if (options.validEndBefore !== undefined) f.validEndBefore = ms('validEndBefore', 'list', options.validEndBefore);
   return f;
 }
 
-/** Where the previous page ended: the last row's sort key. */
+/** Where the previous page ended: the last row's sort key (`lastUse` unused in domain order). */
 export interface PageCursor {
   readonly lastUse: number;
   readonly domain: string;
 }
 
+/** One walk over the records: its pages, and the end of whatever it holds (connection, snapshot). */
+export interface ListReader {
+  /** The page after `after` (the first page when undefined), at most `filter.pageSize` rows. */
+  readPage(filter: ListFilter, after: PageCursor | undefined): Promise<readonly PolicyRow[]>;
+  /** Ends the walk: called exactly once, when it ends, is left (`break`) or fails. Never throws. */
+  end(): Promise<void>;
+}
+
 /**
- * Streams rows page by page with keyset pagination on `(last_use DESC, domain ASC)`: each page
- * starts strictly after the previous page's last key, so no OFFSET scan and no page holds more
- * than `pageSize` rows. Rows written while the stream runs may or may not be seen, and a row whose
- * `last_use` moves can be seen twice or not at all: the stream is a walk, not a snapshot.
+ * Streams rows page by page with keyset pagination: on `(last_use DESC, domain ASC)` in `lastUse`
+ * order, on `domain ASC` in `domain` order. Each page starts strictly after the previous page's
+ * last key, so no OFFSET scan and no page holds more than `pageSize` rows.
+ *
+ * Exactly once: a key that moves while the walk runs (`touch` and `put` move `last_use`) would be
+ * seen twice or not at all, so `lastUse` order is walked inside one read snapshot that the store's
+ * `open` takes for this walk. The primary key never moves, so `domain` order needs none: every
+ * record present for the whole walk is seen exactly once (in whichever version the page read), and
+ * records written or deleted meanwhile may or may not be. The reader is opened on the first
+ * iteration (after validation) and ended in `finally`: at the end, on `break` and on a throw.
  */
-export async function* keysetPages(
+export async function* listPages(
   options: ListOptions | undefined,
-  readPage: (filter: ListFilter, after: PageCursor | undefined) => Promise<readonly PolicyRow[]>,
+  open: (filter: ListFilter) => Promise<ListReader>,
   memo: PolicyMemo,
 ): AsyncGenerator<PolicyRecord, void, undefined> {
   // Validated here, not when list() is called, so every failure surfaces the same way: on iteration.
   const filter = listFilter(options);
   const { pageSize } = filter;
-  let after: PageCursor | undefined;
-  for (;;) {
-    const rows = await readPage(filter, after);
-    for (const row of rows) yield decodeRow(row, memo);
-    if (rows.length < pageSize) return;
-    const last = rows[rows.length - 1];
-    if (last === undefined) return;
-    after = { lastUse: int(last.last_use), domain: last.domain };
+  const reader = await open(filter);
+  try {
+    let after: PageCursor | undefined;
+    for (;;) {
+      const rows = await reader.readPage(filter, after);
+      for (const row of rows) yield decodeRow(row, memo);
+      if (rows.length < pageSize) return;
+      const last = rows[rows.length - 1];
+      if (last === undefined) return;
+      after = { lastUse: int(last.last_use), domain: last.domain };
+    }
+  } finally {
+    await reader.end();
   }
 }
 

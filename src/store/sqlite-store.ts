@@ -33,10 +33,10 @@ import {
   collapseUses,
   decodeRow,
   encodeRecord,
-  keysetPages,
+  listPages,
   putParams,
 } from './record-codec.js';
-import type { EncodedRecord, ListFilter, PageCursor, PolicyRow } from './record-codec.js';
+import type { EncodedRecord, ListFilter, ListReader, PageCursor, PolicyRow } from './record-codec.js';
 import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION, SQLITE_VERSION_TABLE_SQL } from './sqlite-schema.js';
 
 /** Options of {@link openSqliteStore}. */
@@ -252,6 +252,12 @@ const COLUMNS_IN = 'domain, inserted, valid_end, last_update, last_use, backoff,
 /** Rows of `lastUse` written per transaction by `touch` (about a millisecond on a large file). */
 export const TOUCH_CHUNK_ROWS = 128;
 
+/** A connection with the `list` page statements prepared on it (keyed by {@link listSql}'s key). */
+interface PageSource {
+  readonly db: Database;
+  readonly pages: Map<string, Statement>;
+}
+
 /** A connection and its prepared statements; replaced as a whole when the store reopens. */
 interface Conn {
   readonly db: Database;
@@ -348,16 +354,39 @@ export function migrateSqlite(
 
 function listSql(filter: ListFilter, after: boolean): { key: string; sql: string } {
   const where: string[] = [];
-  // Keyset pagination on (last_use DESC, domain ASC): the range on last_use uses the index, the
-  // second term skips the rows of the previous page that share its last_use.
-  if (after) where.push('last_use <= @lu AND (last_use < @lu OR domain > @d)');
+  const byDomain = filter.order === 'domain';
+  if (after) {
+    // Keyset pagination. On (last_use DESC, domain ASC): the range on last_use uses the index, the
+    // second term skips the rows of the previous page that share its last_use. On domain: the
+    // primary key, which no write moves.
+    where.push(byDomain ? 'domain > @d' : 'last_use <= @lu AND (last_use < @lu OR domain > @d)');
+  }
   if (filter.updatedBefore !== undefined) where.push('last_update < @updatedBefore');
   if (filter.usedBefore !== undefined) where.push('last_use < @usedBefore');
   if (filter.validEndBefore !== undefined) where.push('valid_end < @validEndBefore');
-  const key = `${after ? 1 : 0}${filter.updatedBefore !== undefined ? 1 : 0}${filter.usedBefore !== undefined ? 1 : 0}${filter.validEndBefore !== undefined ? 1 : 0}`;
+  const key = `${byDomain ? 'd' : 'u'}${after ? 1 : 0}${filter.updatedBefore !== undefined ? 1 : 0}${filter.usedBefore !== undefined ? 1 : 0}${filter.validEndBefore !== undefined ? 1 : 0}`;
   const sql = `SELECT ${ROW_COLUMNS} FROM policies ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-    ORDER BY last_use DESC, domain ASC LIMIT @limit`;
+    ORDER BY ${byDomain ? 'domain ASC' : 'last_use DESC, domain ASC'} LIMIT @limit`;
   return { key, sql };
+}
+
+/** One page of `list` on `src` (`limit` -1: every matching row). */
+function readPageOn(src: PageSource, filter: ListFilter, after: PageCursor | undefined, limit: number): PolicyRow[] {
+  const { key, sql } = listSql(filter, after !== undefined);
+  let stmt = src.pages.get(key);
+  if (stmt === undefined) {
+    stmt = src.db.prepare(sql);
+    src.pages.set(key, stmt);
+  }
+  const params: Record<string, number | string> = { limit };
+  if (after !== undefined) {
+    if (filter.order !== 'domain') params.lu = after.lastUse;
+    params.d = after.domain;
+  }
+  if (filter.updatedBefore !== undefined) params.updatedBefore = filter.updatedBefore;
+  if (filter.usedBefore !== undefined) params.usedBefore = filter.usedBefore;
+  if (filter.validEndBefore !== undefined) params.validEndBefore = filter.validEndBefore;
+  return stmt.all(params) as PolicyRow[];
 }
 
 class SqliteStoreImpl implements SqliteStore {
@@ -365,6 +394,8 @@ class SqliteStoreImpl implements SqliteStore {
   readonly path: string;
   private conn: Conn | undefined;
   private readonly memo: PolicyMemo;
+  /** The read connections of the snapshot walks in progress (closed by `close`). */
+  private readonly readers = new Set<Database>();
 
   constructor(
     conn: Conn,
@@ -373,6 +404,8 @@ class SqliteStoreImpl implements SqliteStore {
     private readonly reconnect: (() => Conn) | undefined,
     private readonly logger: Logger,
     memoEntries: number | undefined,
+    /** Opens another connection on the file for one snapshot walk; undefined for `:memory:`. */
+    private readonly openReader: (() => Database) | undefined,
   ) {
     this.conn = conn;
     this.path = path;
@@ -488,27 +521,84 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   list(options?: ListOptions): AsyncIterable<PolicyRecord> {
-    return keysetPages(options, async (filter, after) => this.page(filter, after), this.memo);
+    return listPages(options, async (filter) => this.listReader(filter), this.memo);
   }
 
-  private page(filter: ListFilter, after: PageCursor | undefined): PolicyRow[] {
-    return this.read('list', (c) => {
-      const { key, sql } = listSql(filter, after !== undefined);
-      let stmt = c.pages.get(key);
-      if (stmt === undefined) {
-        stmt = c.db.prepare(sql);
-        c.pages.set(key, stmt);
-      }
-      const params: Record<string, number | string> = { limit: filter.pageSize };
-      if (after !== undefined) {
-        params.lu = after.lastUse;
-        params.d = after.domain;
-      }
-      if (filter.updatedBefore !== undefined) params.updatedBefore = filter.updatedBefore;
-      if (filter.usedBefore !== undefined) params.usedBefore = filter.usedBefore;
-      if (filter.validEndBefore !== undefined) params.validEndBefore = filter.validEndBefore;
-      return stmt.all(params) as PolicyRow[];
-    });
+  private listReader(filter: ListFilter): ListReader {
+    this.c();
+    // The primary key never moves: short reads on the main connection, no snapshot held.
+    if (filter.order === 'domain') {
+      return {
+        readPage: async (f, after) => this.read('list', (c) => readPageOn(c, f, after, f.pageSize)),
+        end: async () => {},
+      };
+    }
+    return this.openReader === undefined ? this.materialisedReader(filter) : this.snapshotReader(this.openReader);
+  }
+
+  /**
+   * `lastUse` order on a file: a second connection holds one read transaction for the whole walk
+   * (WAL lets it read its snapshot while the main connection writes), and the keyset pages run
+   * inside it, so rows that `touch` or `put` move between pages are still seen once. The snapshot
+   * starts at the first page. While it is held the WAL cannot be checkpointed past it.
+   */
+  private snapshotReader(open: () => Database): ListReader {
+    let db: Database;
+    try {
+      db = open();
+    } catch (err) {
+      throw storeError(this.path, 'list', err);
+    }
+    const src: PageSource = { db, pages: new Map() };
+    try {
+      db.exec('BEGIN');
+    } catch (err) {
+      db.close();
+      throw storeError(this.path, 'list', err);
+    }
+    this.readers.add(db);
+    return {
+      readPage: async (f, after) => {
+        if (this.conn === undefined || !db.open) throw closedError('sqlite');
+        try {
+          return readPageOn(src, f, after, f.pageSize);
+        } catch (err) {
+          throw storeError(this.path, 'list', err);
+        }
+      },
+      end: async () => {
+        this.readers.delete(db);
+        try {
+          // Closing ends the read transaction; nothing was written in it.
+          if (db.open) db.close();
+        } catch (err) {
+          this.logger.debug({ err, path: this.path }, 'sqlite store: closing a list reader failed');
+        }
+      },
+    };
+  }
+
+  /**
+   * `lastUse` order on `:memory:`: there is no second connection to hold a snapshot on (and a read
+   * transaction on the only one would take in its writes), so every matching row is read at once
+   * in one statement, which nothing can interleave with (better-sqlite3 is synchronous), and handed
+   * out page by page. The rows sit in memory for the walk, next to a database that is in memory
+   * anyway.
+   */
+  private materialisedReader(filter: ListFilter): ListReader {
+    const rows = this.read('list', (c) => readPageOn(c, filter, undefined, -1));
+    let at = 0;
+    return {
+      readPage: async (f) => {
+        this.c();
+        const page = rows.slice(at, at + f.pageSize);
+        at += page.length;
+        return page;
+      },
+      end: async () => {
+        rows.length = 0;
+      },
+    };
   }
 
   async claimRefresh(
@@ -535,6 +625,16 @@ class SqliteStoreImpl implements SqliteStore {
     const c = this.conn;
     if (c === undefined) return;
     this.conn = undefined;
+    // Walks still open end here (their next page fails with ERR_MTASTSDB_CLOSED), before the
+    // journal mode switch below, which needs the file to itself.
+    for (const db of this.readers) {
+      try {
+        db.close();
+      } catch {
+        // dropped either way
+      }
+    }
+    this.readers.clear();
     try {
       if (!this.readonly && this.path !== ':memory:' && c.db.open) {
         // Leave a rollback-journal file behind, readable from read-only media; skipped (at once,
@@ -646,7 +746,20 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
             throw err;
           }
         };
-    return new SqliteStoreImpl(conn, path, readonly, reconnect, logger, options.policyMemoEntries);
+    const openReader = memory
+      ? undefined
+      : (): Database => {
+          // Read-only: a list reader never writes; the main connection keeps the file in WAL mode.
+          const reader = new Database(path, { readonly: true, fileMustExist: true, timeout: busyTimeoutMs });
+          try {
+            reader.pragma(`cache_size = -${cacheKiB}`);
+          } catch (err) {
+            reader.close();
+            throw err;
+          }
+          return reader;
+        };
+    return new SqliteStoreImpl(conn, path, readonly, reconnect, logger, options.policyMemoEntries, openReader);
   } catch (err) {
     db.close();
     if (isMtaStsError(err)) throw err;

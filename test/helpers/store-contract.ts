@@ -5,11 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isMtaStsError } from '../../src/errors.js';
 import type { ErrorCode } from '../../src/errors.js';
 import { formatPolicy, parsePolicy } from '../../src/rfc8461/policy.js';
 import type { Policy } from '../../src/rfc8461/policy.js';
-import type { PolicyRecord, PolicyStore } from '../../src/store/policy-store.js';
+import type { ListOrder, PolicyRecord, PolicyStore } from '../../src/store/policy-store.js';
 
 /** What a factory hands the suite. */
 export interface StoreUnderTest {
@@ -95,7 +96,7 @@ function compareDomains(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
-/** The order `list()` promises: newest `lastUse` first, then domain. */
+/** The order `list()` promises by default: newest `lastUse` first, then domain. */
 function listOrder(a: PolicyRecord, b: PolicyRecord): number {
   return b.lastUse.getTime() - a.lastUse.getTime() || compareDomains(a.domain, b.domain);
 }
@@ -352,9 +353,14 @@ export function storeContract(
       );
       await putAll(store, records);
       const expected = [...records].sort(listOrder).map((r) => r.domain);
+      const byDomain = records.map((r) => r.domain).sort(compareDomains);
       for (const pageSize of [1, 7, 19, 96, 97, 98, 1000]) {
         const got = (await collect(store.list({ pageSize }))).map((r) => r.domain);
         assert.deepEqual(got, expected, `pageSize ${pageSize}`);
+        const explicit = (await collect(store.list({ pageSize, order: 'lastUse' }))).map((r) => r.domain);
+        assert.deepEqual(explicit, expected, `order lastUse, pageSize ${pageSize}`);
+        const got2 = (await collect(store.list({ pageSize, order: 'domain' }))).map((r) => r.domain);
+        assert.deepEqual(got2, byDomain, `order domain, pageSize ${pageSize}`);
       }
     });
 
@@ -397,6 +403,8 @@ export function storeContract(
           .map((r) => r.domain);
         const got = (await collect(store.list({ ...f, pageSize: 3 }))).map((r) => r.domain);
         assert.deepEqual(got, expected, why);
+        const byDomain = (await collect(store.list({ ...f, pageSize: 3, order: 'domain' }))).map((r) => r.domain);
+        assert.deepEqual(byDomain, [...expected].sort(compareDomains), `${why}, order domain`);
       }
     });
 
@@ -404,9 +412,12 @@ export function storeContract(
       for (const pageSize of [0, -1, 1.5, 10_001, Number.NaN]) {
         await rejectsWith(collect(store.list({ pageSize })), 'ERR_MTASTS_USAGE');
       }
+      for (const order of ['domain ', 'lastuse', ''] as unknown as ListOrder[]) {
+        await rejectsWith(collect(store.list({ order })), 'ERR_MTASTS_USAGE');
+      }
     });
 
-    test('list streams 2,500 records page by page (pageSize 100), lazily', async () => {
+    test('list streams 2,500 records page by page (pageSize 100): lastUse order from one snapshot, domain order lazily', async () => {
       const records = Array.from({ length: 2500 }, (_, i) =>
         makeRecord(`s${String(i).padStart(4, '0')}.test`, { lastUse: new Date(T0 + (i % 60) * 1000) }),
       );
@@ -418,16 +429,110 @@ export function storeContract(
         got.push(r.domain);
         if (first) {
           first = false;
-          // Written after the walk began: one sorts after everything (seen, since pages are read
-          // as the walk proceeds), one before the first row (not seen). A list that loaded every
-          // row up front would see neither.
+          // Written after the walk began, one sorting after everything and one before the first
+          // row: the snapshot sees neither.
           await store.put(makeRecord('zz-late.test', { lastUse: new Date(T0 - 1) }));
           await store.put(makeRecord('aa-early.test', { lastUse: new Date(T0 + 3600_000) }));
         }
       }
-      assert.deepEqual(got, [...expected, 'zz-late.test']);
-      assert.equal(new Set(got).size, got.length, 'no record twice');
+      assert.deepEqual(got, expected);
+      // Domain order reads each page when the walk reaches it: of two records written after the
+      // walk began, the one sorting after everything is seen, the one before the first row is not.
+      // A list that loaded every row up front would see neither.
+      const byDomain: string[] = [];
+      first = true;
+      for await (const r of store.list({ pageSize: 100, order: 'domain' })) {
+        byDomain.push(r.domain);
+        if (first) {
+          first = false;
+          await store.put(makeRecord('zzz-late.test'));
+          await store.put(makeRecord('a-early.test'));
+        }
+      }
+      const before = [...records.map((r) => r.domain), 'aa-early.test', 'zz-late.test'].sort(compareDomains);
+      assert.deepEqual(byDomain, [...before, 'zzz-late.test']);
+      assert.equal(new Set(byDomain).size, byDomain.length, 'no record twice');
     });
+
+    for (const order of ['lastUse', 'domain'] as const) {
+      test(`list (${order} order) returns each of 5,000 records exactly once while writers touch and put them`, async () => {
+        const N = 5000;
+        const records = Array.from({ length: N }, (_, i) =>
+          makeRecord(`x${String(i).padStart(4, '0')}.test`, { lastUse: new Date(T0 + i * 10) }),
+        );
+        await putAll(store, records, 250);
+        // Another connection when the backend has one (a daemon next to the reader), else the same.
+        const writer = sut.another ? await sut.another() : store;
+        if (writer !== store) extra.push(writer);
+        let reading = true;
+        let writes = 0;
+        let t = T0 + N * 10;
+        // Every round moves every record to the front of the lastUse order (where a keyset walk on
+        // lastUse has already been), one in 25 also as a newer version.
+        const writing = (async () => {
+          for (let round = 0; reading; round++) {
+            for (let i = 0; i < N && reading; i += 250) {
+              const chunk = records.slice(i, i + 250);
+              t += 1000;
+              await writer.touch(chunk.map((r, k) => ({ domain: r.domain, lastUse: new Date(t + k) })));
+              for (let k = 0; k < chunk.length; k += 25) {
+                const d = chunk[k]!.domain;
+                await writer.put(
+                  makeRecord(d, { lastUpdate: new Date(t), lastUse: new Date(t), recordId: `r${round}` }),
+                );
+              }
+              writes++;
+            }
+          }
+        })();
+        const got: PolicyRecord[] = [];
+        try {
+          for await (const r of store.list({ order, pageSize: 250 })) {
+            got.push(r);
+            // A slow reader: the writers run between its records, not only between its pages.
+            if (got.length % 50 === 0) await sleep(2);
+          }
+        } finally {
+          reading = false;
+          await writing;
+        }
+        const times = new Map<string, number>();
+        for (const r of got) times.set(r.domain, (times.get(r.domain) ?? 0) + 1);
+        const missing = records.filter((r) => !times.has(r.domain)).length;
+        const twice = [...times.values()].filter((n) => n > 1).length;
+        assert.equal(missing, 0, `${missing} of ${N} records missing (${((100 * missing) / N).toFixed(1)} %)`);
+        assert.equal(twice, 0, `${twice} records listed more than once`);
+        assert.equal(got.length, N);
+        assert.ok(writes >= 20, `the writers ran during the walk (${writes} batches)`);
+        const sorted = [...got].sort(order === 'lastUse' ? listOrder : (a, b) => compareDomains(a.domain, b.domain));
+        assert.deepEqual(
+          got.map((r) => r.domain),
+          sorted.map((r) => r.domain),
+          `listed in ${order} order`,
+        );
+      });
+    }
+
+    for (const order of ['lastUse', 'domain'] as const) {
+      test(`leaving a list (${order} order) by break or throw ends its walk: the next sees new writes`, async () => {
+        await putAll(
+          store,
+          Array.from({ length: 30 }, (_, i) => makeRecord(`e${String(i).padStart(2, '0')}.test`)),
+        );
+        for await (const _ of store.list({ order, pageSize: 4 })) break;
+        await assert.rejects(
+          (async () => {
+            for await (const _ of store.list({ order, pageSize: 4 })) throw new Error('consumer failed');
+          })(),
+          /consumer failed/,
+        );
+        assert.equal(await store.put(makeRecord('e99.test', { lastUse: new Date(T0 + 1) })), true);
+        assert.equal(await store.delete('e00.test'), true);
+        const all = (await collect(store.list({ order }))).map((r) => r.domain);
+        assert.equal(all.length, 30);
+        assert.ok(all.includes('e99.test') && !all.includes('e00.test'), 'a fresh walk, not an old snapshot');
+      });
+    }
 
     test('breaking out of a list early leaves the store usable', async () => {
       await putAll(
