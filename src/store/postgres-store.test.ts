@@ -21,7 +21,7 @@ import {
   withAdmin,
   withSchema,
 } from '../../test/helpers/postgres.js';
-import { T0, makeRecord, rejectsWith, storeContract } from '../../test/helpers/store-contract.js';
+import { T0, collect, makeRecord, rejectsWith, storeContract } from '../../test/helpers/store-contract.js';
 import { spawnStoreWriter, upsertRecord } from '../../test/helpers/store-writer.js';
 import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION } from './postgres-schema.js';
 import { openPostgresStore } from './postgres-store.js';
@@ -283,6 +283,108 @@ describe('postgres store: connection faults', skip, () => {
           async (c) => (await c.query(`SELECT count(*)::int AS n FROM "${schema}".policies`)).rows[0],
         );
         assert.equal((n as { n: number }).n, 1);
+      } finally {
+        await store.close();
+      }
+    });
+  });
+});
+
+describe('postgres store: list snapshots', skip, () => {
+  /** The store's connections that sit in a transaction between statements (a held snapshot). */
+  async function inTransaction(app: string): Promise<number> {
+    return withAdmin(
+      async (c) =>
+        (
+          await c.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle in transaction'",
+            [app],
+          )
+        ).rows[0]!.n,
+    );
+  }
+
+  test('a walk in lastUse order holds one snapshot connection until it ends, is left, or the store closes; gets never wait for it', async () => {
+    await withSchema(async (schema) => {
+      const app = `mtastsdb-test-${uniqueSchemaName('snap')}`;
+      const store = await openPostgresStore({ url: postgresTestUrl, schema, poolSize: 1, applicationName: app });
+      try {
+        await store.putMany(Array.from({ length: 50 }, (_, i) => makeRecord(`l${i}.test`)));
+        const it = store.list({ pageSize: 10 })[Symbol.asyncIterator]();
+        assert.equal((await it.next()).done, false);
+        assert.equal(await inTransaction(app), 1, 'the walk holds its snapshot');
+        // The walk's connection is not the pool's only one: lookups and writes go on.
+        const got = await Promise.all(Array.from({ length: 20 }, (_, i) => store.get(`l${i}.test`)));
+        assert.ok(got.every((r) => r !== undefined));
+        assert.equal(await store.put(makeRecord('during.test')), true);
+        await it.return?.();
+        assert.equal(await inTransaction(app), 0, 'return() ended it');
+        for await (const _ of store.list({ pageSize: 10 })) break;
+        assert.equal(await inTransaction(app), 0, 'break ended it');
+        await assert.rejects(async () => {
+          for await (const _ of store.list({ pageSize: 10 })) throw new Error('consumer failed');
+        }, /consumer failed/);
+        assert.equal(await inTransaction(app), 0, 'a throw ended it');
+        assert.equal((await collect(store.list({ pageSize: 7 }))).length, 51);
+        assert.equal(await inTransaction(app), 0, 'the end ended it');
+        const byDomain = store.list({ pageSize: 10, order: 'domain' })[Symbol.asyncIterator]();
+        assert.equal((await byDomain.next()).done, false);
+        assert.equal(await inTransaction(app), 0, 'domain order holds no transaction');
+        await byDomain.return?.();
+        // Three walks at once: two snapshot connections, the third waits for one (not for gets).
+        const walks = [0, 1, 2].map(() => collect(store.list({ pageSize: 5 })));
+        assert.deepEqual(
+          (await Promise.all(walks)).map((w) => w.length),
+          [51, 51, 51],
+        );
+        // Abandoned half-way: close does not wait for it, and its connection goes.
+        const abandoned = store.list({ pageSize: 10 })[Symbol.asyncIterator]();
+        assert.equal((await abandoned.next()).done, false);
+        await store.close();
+        for (let i = 0; i < 50 && (await backendPids(app)).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+        assert.deepEqual(await backendPids(app), [], 'no connection left behind');
+        await rejectsWith(
+          (async () => {
+            for (let r = await abandoned.next(); r.done !== true; r = await abandoned.next());
+          })(),
+          'ERR_MTASTSDB_CLOSED',
+        );
+      } finally {
+        await store.close();
+      }
+    });
+  });
+
+  test('the snapshot connection terminated mid-walk: the walk fails with a coded error, the store goes on', async () => {
+    await withSchema(async (schema) => {
+      const app = `mtastsdb-test-${uniqueSchemaName('snapkill')}`;
+      const store = await openPostgresStore({ url: postgresTestUrl, schema, applicationName: app });
+      try {
+        await store.putMany(Array.from({ length: 30 }, (_, i) => makeRecord(`k${i}.test`)));
+        const it = store.list({ pageSize: 5 })[Symbol.asyncIterator]();
+        assert.equal((await it.next()).done, false);
+        const held = await withAdmin(
+          async (c) =>
+            (
+              await c.query<{ pid: number }>(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle in transaction'",
+                [app],
+              )
+            ).rows,
+        );
+        assert.equal(held.length, 1);
+        await withAdmin((c) => c.query('SELECT pg_terminate_backend($1)', [held[0]!.pid]));
+        await assert.rejects(
+          (async () => {
+            for (let r = await it.next(); r.done !== true; r = await it.next());
+          })(),
+          (err: unknown) => {
+            assert.ok(isMtaStsError(err, 'ERR_MTASTSDB_STORE'), String(err));
+            return true;
+          },
+        );
+        assert.equal((await collect(store.list())).length, 30, 'the next walk works');
+        assert.equal(await store.put(makeRecord('after.test')), true);
       } finally {
         await store.close();
       }

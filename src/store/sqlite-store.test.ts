@@ -646,3 +646,98 @@ describe('sqlite store: two processes', () => {
     }
   });
 });
+
+describe('sqlite store: list snapshots', () => {
+  /** A TRUNCATE checkpoint from another connection without waiting: busy 1 while a reader holds an older snapshot. */
+  function checkpointBusy(path: string): number {
+    const db = new Database(path, { timeout: 0 });
+    try {
+      const row = db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
+      return row[0]?.busy ?? -1;
+    } finally {
+      db.close();
+    }
+  }
+
+  test('a walk in lastUse order holds a read snapshot until it ends, is left by break or throw, or the store closes', async () => {
+    const path = join(await tempDir(), 'mtasts.db');
+    const store = await openSqliteStore({ path });
+    try {
+      await store.putMany(records(50));
+      const walks: Array<[string, (s: SqliteStore) => Promise<void>]> = [
+        [
+          'break',
+          async (s) => {
+            for await (const _ of s.list({ pageSize: 10 })) break;
+          },
+        ],
+        [
+          'throw',
+          async (s) => {
+            await assert.rejects(async () => {
+              for await (const _ of s.list({ pageSize: 10 })) throw new Error('consumer failed');
+            }, /consumer failed/);
+          },
+        ],
+        ['end', async (s) => void (await collect(s.list({ pageSize: 10 })))],
+      ];
+      let k = 0;
+      for (const [how, walk] of walks) {
+        // Held: the checkpoint cannot pass the walk's snapshot once newer commits exist.
+        const it = store.list({ pageSize: 10 })[Symbol.asyncIterator]();
+        assert.equal((await it.next()).done, false);
+        await store.put(makeRecord(`held-${k++}.test`));
+        assert.equal(checkpointBusy(path), 1, 'a walk in progress holds its snapshot');
+        await it.return?.();
+        assert.equal(checkpointBusy(path), 0, 'return() ended it');
+        await walk(store);
+        await store.put(makeRecord(`after-${how}.test`));
+        assert.equal(checkpointBusy(path), 0, `after ${how} no snapshot is held`);
+      }
+      // Domain order holds none, even half-way.
+      const it = store.list({ pageSize: 10, order: 'domain' })[Symbol.asyncIterator]();
+      assert.equal((await it.next()).done, false);
+      await store.put(makeRecord('domain-walk.test'));
+      assert.equal(checkpointBusy(path), 0, 'a domain-order walk holds no snapshot');
+      await it.return?.();
+      // A walk abandoned half-way is ended by close, which still leaves a rollback-journal file.
+      const abandoned = store.list({ pageSize: 10 })[Symbol.asyncIterator]();
+      assert.equal((await abandoned.next()).done, false);
+      await store.close();
+      assert.equal(existsSync(`${path}-wal`), false, 'close switched the file back to a rollback journal');
+      await rejectsWith(
+        (async () => {
+          for (let r = await abandoned.next(); r.done !== true; r = await abandoned.next());
+        })(),
+        'ERR_MTASTSDB_CLOSED',
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('another process writing while this one walks: every record once, in lastUse order', async () => {
+    const path = join(await tempDir(), 'mtasts.db');
+    const store = await openSqliteStore({ path });
+    try {
+      await store.putMany(records(2000, 'p'));
+      const it = store.list({ pageSize: 100 })[Symbol.asyncIterator]();
+      const first = await it.next();
+      assert.equal(first.done, false);
+      // A writer process appends records while the walk is paused after its first row.
+      const child = spawnStoreWriter(['write', path, 'late', '200']);
+      let acked = 0;
+      child.stdout.setEncoding('utf8').on('data', (s: string) => (acked += s.split('\n').length - 1));
+      const [code] = (await once(child, 'exit')) as [number | null];
+      assert.equal(code, 0);
+      assert.equal(acked, 200);
+      const got = [first.value!.domain];
+      for (let r = await it.next(); r.done !== true; r = await it.next()) got.push(r.value.domain);
+      assert.equal(got.length, 2000, 'the snapshot: none of the later records');
+      assert.equal(new Set(got).size, 2000);
+      assert.equal(await store.count(), 2200);
+    } finally {
+      await store.close();
+    }
+  });
+});
