@@ -6,6 +6,10 @@
  *   upsert-one <url> <schema> <domain> <writer> <writers> <count>
  *                                           put one domain `count` times with distinct lastUpdates
  *                                           (writer k owns times ≡ k mod writers); print a JSON summary
+ *   touch <sqlite-path> <prefix> <count>    until a line (or EOF) arrives on stdin: touch every record
+ *                                           `<prefix>-<i>.crash.test` (i < count) forward in chunks, and
+ *                                           put a newer version of one in 25; print `round <k>` after each
+ *                                           round and `stopped <k>` at the end
  *   lock <sqlite-path> <immediate|exclusive> hold a write transaction (exclusive: also lock out
  *                                           readers) until a line arrives on stdin; print `locked`
  *                                           when held and `released` after
@@ -93,6 +97,39 @@ async function upsertOne(url: string, schema: string, domain: string, writer: nu
   process.stdout.write(`${JSON.stringify({ writer, written, count })}\n`);
 }
 
+async function touchLoop(path: string, prefix: string, count: number): Promise<void> {
+  const { openSqliteStore } = await import('../../src/store/sqlite-store.js');
+  const store = await openSqliteStore({ path });
+  let stop = false;
+  const lines = createInterface({ input: process.stdin });
+  lines.once('line', () => (stop = true));
+  lines.once('close', () => (stop = true));
+  // Later than anything writerRecord stores, and rising: every touch moves a record to the front
+  // of the lastUse order.
+  let t = Date.UTC(2027, 0, 1);
+  let round = 0;
+  while (!stop) {
+    for (let i = 0; i < count && !stop; i += 250) {
+      const uses = [];
+      for (let j = i; j < Math.min(count, i + 250); j++)
+        uses.push({ domain: `${prefix}-${j}.crash.test`, lastUse: new Date(++t) });
+      await store.touch(uses);
+      for (let j = i; j < Math.min(count, i + 250); j += 25) {
+        await store.put({
+          ...writerRecord(prefix, j),
+          lastUpdate: new Date(t),
+          lastUse: new Date(t),
+          recordId: `r${round}`,
+        });
+      }
+    }
+    process.stdout.write(`round ${++round}\n`);
+  }
+  lines.close();
+  await store.close();
+  process.stdout.write(`stopped ${round}\n`);
+}
+
 async function holdLock(path: string, how: string): Promise<void> {
   const { default: Database } = await import('better-sqlite3');
   const db = new Database(path, { timeout: 0 });
@@ -116,6 +153,8 @@ async function main(argv: readonly string[]): Promise<void> {
       return writeLoop(rest[0]!, rest[1]!, rest[2] === undefined ? Number.MAX_SAFE_INTEGER : Number(rest[2]));
     case 'upsert-one':
       return upsertOne(rest[0]!, rest[1]!, rest[2]!, Number(rest[3]), Number(rest[4]), Number(rest[5]));
+    case 'touch':
+      return touchLoop(rest[0]!, rest[1]!, Number(rest[2]));
     case 'lock':
       return holdLock(rest[0]!, rest[1] ?? 'immediate');
     default:
