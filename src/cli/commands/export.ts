@@ -8,7 +8,8 @@ export function command(runtime: CliRuntime): Command {
   return new Command('export')
     .summary('write every cached record to stdout as JSON lines')
     .description(
-      'Streams every record (newest last use first) as one JSON object per line: domain, inserted, ' +
+      'Streams every record (newest last use first) as one JSON object per line, each record once, ' +
+        'from one snapshot of the store taken at the start (a running daemon may go on writing): domain, inserted, ' +
         'validEnd, lastUpdate, lastUse (ISO 8601), backoff, recordId, policy and the exact ' +
         'policyText. For backups and for moving a cache between stores:\n\n' +
         '  mtastsdb export --data-dir /var/lib/mtastsdb | mtastsdb import --store postgres://…\n\n' +
