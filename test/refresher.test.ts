@@ -355,6 +355,36 @@ for (const kind of storeKinds) {
       assert.ok(progress.length > 0 && progress.at(-1) === sa.checked);
     });
 
+    test('a pass while lookups touch every record checks each due record exactly once', async (t) => {
+      const w = await world(t, kind);
+      if (!w) return;
+      const domains = Array.from({ length: 60 }, () => uniqueDomain('tch'));
+      for (const d of domains) await seed(w, d, 'a');
+      await w.clock.advance(13 * HOUR);
+      const db = await w.open({ refresherOptions: { batchSize: 5, random: prng(3) } });
+      let refreshing = true;
+      let touches = 0;
+      // Lookups move every record to the front of the lastUse order, again and again.
+      const touching = (async () => {
+        for (let at = w.clock.now(); refreshing;) {
+          await w.store.touch(domains.map((d) => ({ domain: d, lastUse: new Date(++at) })));
+          touches++;
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      })();
+      let summary;
+      try {
+        summary = await db.refresh();
+      } finally {
+        refreshing = false;
+        await touching;
+      }
+      assert.ok(touches >= 2, `lookups touched the records during the pass (${touches} rounds)`);
+      assert.equal(summary.checked, domains.length, 'every due record checked');
+      assert.equal(summary.unchanged, domains.length);
+      for (const d of domains) assert.equal(txtQueries(net, d), 1, `${d} checked once`);
+    });
+
     test('close() is prompt: during the 3 h spread and during a network step; nothing half-written', async (t) => {
       const w = await world(t, kind);
       if (!w) return;
