@@ -36,7 +36,9 @@ async function killedRound(path: string, prefix: string, killAfterMs: number): P
     }
     if (acked.length > 0) firstAck();
   });
-  const exited = once(child, 'exit');
+  // 'close', not 'exit': acknowledgements still in the pipe when the writer dies are read first
+  // (on a loaded machine 'exit' comes thousands of lines before the end of stdout).
+  const exited = once(child, 'close');
   await Promise.race([
     started,
     exited.then(() => {
