@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'ERR_MTASTS_DNS'
   | 'ERR_MTASTS_POLICY_FETCH'
   | 'ERR_MTASTS_ABORTED'
+  // Temporary: the discovery limits refused the lookup (`details.reason`: in_flight, domain_share, reserved).
+  | 'ERR_MTASTSDB_DISCOVERY_LIMIT'
   // A DNSSEC query for DANE failed (`details.reason`: timeout, network, malformed): the DANE state is temporary.
   | 'ERR_DANE_DNS'
   // Policy database.
@@ -53,6 +55,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'ERR_MTASTS_DNS',
   'ERR_MTASTS_POLICY_FETCH',
   'ERR_MTASTS_ABORTED',
+  'ERR_MTASTSDB_DISCOVERY_LIMIT',
   'ERR_DANE_DNS',
   'ERR_MTASTSDB_NOT_FOUND',
   'ERR_MTASTSDB_BACKOFF',
@@ -76,7 +79,10 @@ export interface ErrorDetails {
   readonly webpki?: boolean;
   /** For config errors: the offending key path, e.g. `zones.postfix.timeout`. */
   readonly key?: string;
-  /** For `ERR_DANE_DNS` (and `ERR_MTASTS_ABORTED` from the DNSSEC client): why the query failed. */
+  /**
+   * For `ERR_DANE_DNS` (and `ERR_MTASTS_ABORTED` from the DNSSEC client): why the query failed; for
+   * `ERR_MTASTSDB_DISCOVERY_LIMIT`: which cap refused it.
+   */
   readonly reason?: string;
   readonly [name: string]: unknown;
 }

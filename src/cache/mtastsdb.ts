@@ -25,6 +25,7 @@ import { MemoryCachedStore } from '../store/memory-cached-store.js';
 import { openStore } from '../store/open-store.js';
 import type { ListOptions, PolicyRecord, PolicyStore } from '../store/policy-store.js';
 import { Refresher } from './refresher.js';
+import { DiscoveryAdmission, type DiscoveryPurpose } from './discovery-admission.js';
 import { deadline, Deadlines, shareSignal, TIMED_OUT, type Deadline } from '../deadline.js';
 import { fallbackToCached, fetchResult, GraceOutcome, isFetchFailure, type Flown } from './outcomes.js';
 import { confirmedRecord, fromTheFuture, newRecord, putOverFuture, validEndOf } from './policy-record.js';
@@ -38,6 +39,7 @@ import {
   DEFAULT_MEMORY_CACHE_ENTRIES,
   DEFAULT_REMEMBERED_POLICIES,
   DEFAULT_REMEMBERED_POLICY_BYTES,
+  DISCOVERY_LIMIT_LOG_INTERVAL_MS,
   DISCOVERY_TIMEOUT_MS,
   DOWNGRADE_LOG_DOMAINS,
   DOWNGRADE_LOG_INTERVAL_MS,
@@ -80,6 +82,8 @@ function tempReason(err: unknown): string {
       return 'MTA-STS DNS lookup failed';
     case 'ERR_MTASTSDB_CLOSED':
       return 'MTA-STS daemon shutting down';
+    case 'ERR_MTASTSDB_DISCOVERY_LIMIT':
+      return 'MTA-STS discovery limit reached';
     case 'ERR_MTASTS_ABORTED':
       return 'MTA-STS lookup aborted';
     default:
@@ -132,6 +136,10 @@ export class MtaStsDb implements PolicyDatabase {
   private readonly refresher: Refresher;
   /** Store failures recur on every write of a full or read-only disk: logged once a minute. */
   private readonly storeLog = new RepeatGate(STORE_ERROR_LOG_INTERVAL_MS);
+  /** The caps on discoveries in flight, when configured (see {@link admit}). */
+  private readonly admission: DiscoveryAdmission | undefined;
+  /** Refusals by the discovery limits come in floods: logged once per cap per interval. */
+  private readonly limitLog = new RepeatGate(DISCOVERY_LIMIT_LOG_INTERVAL_MS);
   /** A suspected downgrade recurs on every lookup of the domain: logged once per interval. */
   private readonly downgradeLog = new RepeatGate(DOWNGRADE_LOG_INTERVAL_MS, DOWNGRADE_LOG_DOMAINS);
   /** Aborted by close(): ends network work in progress and the refresher's sleeps. */
@@ -181,6 +189,8 @@ export class MtaStsDb implements PolicyDatabase {
       );
     }
     this.uses = new UseRecorder(store, this.logger, resolution * 1000);
+    this.admission =
+      options.discoveryLimits !== undefined ? new DiscoveryAdmission(options.discoveryLimits) : undefined;
     this.remembered = new RememberedPolicies(
       options.rememberedPolicies ?? DEFAULT_REMEMBERED_POLICIES,
       options.rememberedPolicyBytes ?? DEFAULT_REMEMBERED_POLICY_BYTES,
@@ -194,7 +204,8 @@ export class MtaStsDb implements PolicyDatabase {
         logger: this.logger,
         metrics: this.metrics,
         flushUses: () => this.flushUses(),
-        discover: (d, signal) => this.getOutcome(d, { signal }),
+        discover: (d, signal) => this.getOutcome(d, { signal }, 'refresh'),
+        admit: (d) => this.admit(d, 'refresh'),
       },
       options.refresherOptions,
     );
@@ -333,8 +344,12 @@ export class MtaStsDb implements PolicyDatabase {
    *   and stored, fresh; any failure (TXT gone, DNS failing, fetch failing) → the cached policy,
    *   `fresh: false`: never weaker than the cache before it expires (RFC 8461 §10).
    * - Concurrent gets of one domain share one network step (single-flight).
+   * - With `discoveryLimits`, network work over a cap is refused at once: nothing cached → throws
+   *   `ERR_MTASTSDB_DISCOVERY_LIMIT` (temporary, nothing stored); a policy cached → the cached
+   *   policy, `fresh: false`, as for a DNS failure.
    *
-   * @throws MtaStsError `ERR_MTASTS_DNS` (temporary), `ERR_MTASTS_ABORTED` (`options.signal`),
+   * @throws MtaStsError `ERR_MTASTS_DNS` (temporary), `ERR_MTASTSDB_DISCOVERY_LIMIT` (temporary),
+   *   `ERR_MTASTS_ABORTED` (`options.signal`),
    *   `ERR_MTASTS_DOMAIN` (invalid name), `ERR_MTASTSDB_CLOSED`, store errors.
    */
   async get(domain: string | Domain, options: GetOptions = {}): Promise<GetOutcome> {
@@ -451,7 +466,8 @@ export class MtaStsDb implements PolicyDatabase {
     }
   }
 
-  private async getOutcome(domain: string | Domain, options: GetOptions): Promise<GetOutcome> {
+  /** `refresh`: asked by the refresher (refresh by name), which may use the reserved discoveries. */
+  private async getOutcome(domain: string | Domain, options: GetOptions, asker?: 'refresh'): Promise<GetOutcome> {
     let result: GetResult = 'error';
     try {
       const d = asDomain(domain);
@@ -462,7 +478,8 @@ export class MtaStsDb implements PolicyDatabase {
 
       if (cached === undefined) {
         this.metrics.cache('miss');
-        const flown = await this.flights.run(key, () => this.discover(d, resolver), options.signal);
+        const purpose = asker ?? 'new';
+        const flown = await this.flights.run(key, () => this.discover(d, resolver, purpose), options.signal);
         result = flown.result;
         return flown.outcome;
       }
@@ -485,7 +502,8 @@ export class MtaStsDb implements PolicyDatabase {
         result = 'ok';
         return new GraceOutcome(d, cached);
       }
-      const flown = await this.flights.run(key, () => this.recheck(d, cached, resolver), options.signal);
+      const purpose = asker ?? 'cached';
+      const flown = await this.flights.run(key, () => this.recheck(d, cached, resolver, purpose), options.signal);
       result = flown.result;
       return flown.outcome;
     } finally {
@@ -498,13 +516,54 @@ export class MtaStsDb implements PolicyDatabase {
     if (this.closeAbort.signal.aborted) throw this.closedError(err);
   }
 
+  /**
+   * Admits network work for `d` under the discovery limits, or refuses it at once (no queue: a
+   * waiting lookup would hold memory for as long as the flood lasts). Returns the release.
+   *
+   * @throws MtaStsError `ERR_MTASTSDB_DISCOVERY_LIMIT` (`details.reason`: the cap), temporary.
+   */
+  private admit(d: Domain, purpose: DiscoveryPurpose): () => void {
+    const admission = this.admission;
+    if (admission === undefined) return () => {};
+    const entry = admission.enter(d.ascii, purpose);
+    if (!entry.admitted) {
+      const { reason } = entry;
+      this.metrics.discoveryLimited?.(reason);
+      const held = this.limitLog.pass(reason);
+      if (held !== undefined) {
+        this.logger.warn(
+          {
+            domain: d.name(),
+            purpose,
+            reason,
+            inFlight: admission.inFlight,
+            caps: admission.caps,
+            ...repeatedFields(held),
+          },
+          'MTA-STS discovery refused by the discovery limits (answered as a temporary failure; a cached policy still answers)',
+        );
+      }
+      const message = `MTA-STS discovery of ${d.name()} refused by the discovery limits (${reason})`;
+      // The TLSRPT result, as a DNS failure's carries (RFC 8460 §4.3.1: a temporary fetch error).
+      const report = stsFailureResult(d, [failureDetails(new MtaStsError('ERR_MTASTSDB_DISCOVERY_LIMIT', message))]);
+      throw new MtaStsError('ERR_MTASTSDB_DISCOVERY_LIMIT', message, { details: { reason, report } });
+    }
+    this.metrics.discoveriesInFlight?.(admission.inFlight);
+    return () => {
+      entry.release();
+      this.metrics.discoveriesInFlight?.(admission.inFlight);
+    };
+  }
+
   /** Nothing cached: look up the TXT record and fetch the policy (mox `Get`, not-found branch). */
-  private async discover(d: Domain, resolver: DnsResolver): Promise<Flown> {
+  private async discover(d: Domain, resolver: DnsResolver, purpose: DiscoveryPurpose): Promise<Flown> {
+    const release = this.admit(d, purpose);
     const bound = this.bound(DISCOVERY_TIMEOUT_MS);
     try {
       return await this.discoverWithin(d, resolver, bound.signal);
     } finally {
       bound.dispose();
+      release();
     }
   }
 
@@ -576,8 +635,31 @@ export class MtaStsDb implements PolicyDatabase {
     return this.answerFetched(d, record.id, fetched);
   }
 
+  /**
+   * A policy is cached: check its TXT id under the discovery limits; refused, the cached policy
+   * applies (RFC 8461 §3.3: with no live policy, a valid cached one applies).
+   */
+  private async recheck(
+    d: Domain,
+    cached: PolicyRecord,
+    resolver: DnsResolver,
+    purpose: DiscoveryPurpose,
+  ): Promise<Flown> {
+    let release: () => void;
+    try {
+      release = this.admit(d, purpose);
+    } catch (err) {
+      return fallbackToCached(d, cached, err, cached.policy.mode !== 'none');
+    }
+    try {
+      return await this.recheckAdmitted(d, cached, resolver);
+    } finally {
+      release();
+    }
+  }
+
   /** A policy is cached: check its TXT id, fetch when it changed (mox `Get`, found branch). */
-  private async recheck(d: Domain, cached: PolicyRecord, resolver: DnsResolver): Promise<Flown> {
+  private async recheckAdmitted(d: Domain, cached: PolicyRecord, resolver: DnsResolver): Promise<Flown> {
     const key = d.name();
     const policy = cached.policy;
     const enforcing = policy.mode !== 'none';

@@ -85,6 +85,11 @@ export interface RefresherDeps {
   readonly flushUses?: () => Promise<void>;
   /** Discovers a domain that is not cached (refresh by name), as the cache's `get` does. */
   readonly discover?: (domain: Domain, signal: AbortSignal) => Promise<GetOutcome>;
+  /**
+   * Admits a refresh's network work under the cache's discovery limits (the refresher may use the
+   * reserve); returns the release, or throws `ERR_MTASTSDB_DISCOVERY_LIMIT`.
+   */
+  readonly admit?: (domain: Domain) => () => void;
 }
 
 /** Options of one pass. */
@@ -469,11 +474,21 @@ export class Refresher {
         logger.error({ err, domain: pr.domain }, 'refreshing mta-sts policy: invalid domain in the store');
         return 'failed';
       }
+      let release: () => void;
+      try {
+        release = this.deps.admit?.(domain) ?? (() => {});
+      } catch (err) {
+        // Every discovery slot, the reserve included, is taken: the record stays usable until it
+        // expires and the next pass tries again.
+        logger.warn({ err, domain: pr.domain }, 'refresh held back by the discovery limits; keeping the cached policy');
+        return 'failed';
+      }
       const step = deadline(signal, REFRESH_STEP_TIMEOUT_MS);
       try {
         return await this.refreshStep(pr, domain, step.signal, signal);
       } finally {
         step.dispose();
+        release();
       }
     } finally {
       // Done with it (refreshed, failed or stopped): the next refresh need not wait for the lease.

@@ -15,6 +15,10 @@ export const MAX_REFETCH_FAILURES = 10_000;
 /** Estimated bytes of one remembered failure (domain, id, the error and its cause). */
 export const REFETCH_FAILURE_BYTES = 1024;
 
+// --- discovery limits (see discovery-admission.ts; the daemon sets them from `limits.*`)
+/** A refusal by the discovery limits is logged at most this often per cap, ms (a flood must not flood the log). */
+export const DISCOVERY_LIMIT_LOG_INTERVAL_MS = 60_000;
+
 // --- clocks
 /**
  * How far ahead of our clock a stored time may be and still be believed (clocks of a fleet

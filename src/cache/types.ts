@@ -1,5 +1,6 @@
 import type { Clock } from '../clock.js';
 import type { DnsResolver } from '../discovery/resolver.js';
+import type { DiscoveryLimits } from './discovery-admission.js';
 import type { FetchPolicyOptions, PolicyFetcher } from '../fetch/fetcher.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -93,6 +94,13 @@ export interface MtaStsDbOptions {
   readonly rememberedPolicyBytes?: number;
   /** Tuning of the refresher: concurrency, lease length, batch size, node id, random source. */
   readonly refresherOptions?: RefresherOptions;
+  /**
+   * Caps on discoveries in flight (see `discovery-admission.ts`): in all, per registrable domain,
+   * and a reserve for TXT checks of cached domains and the refresher. A discovery over a cap is
+   * refused at once with `ERR_MTASTSDB_DISCOVERY_LIMIT` (a cached policy still answers). Default
+   * none: no cap (the daemon sets them from `limits.*`).
+   */
+  readonly discoveryLimits?: DiscoveryLimits;
 }
 
 /** Tuning of the refresher. All optional. */

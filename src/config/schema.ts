@@ -108,8 +108,18 @@ export interface Config {
     readonly maxInFlightPerConnection: number;
     /** Largest request payload, bytes (postfix-mta-sts-resolver: 1024). */
     readonly requestLimit: number;
-    /** Network discoveries (TXT lookups, policy fetches) in flight at once, all clients together. */
+    /** Network discoveries (TXT lookup and policy fetch of a domain) in flight at once, all clients together. */
     readonly maxInFlightDiscoveries: number;
+    /**
+     * Share of `maxInFlightDiscoveries` kept for TXT checks of domains with a cached policy and for
+     * the refresher: lookups of domains with nothing cached never use it, percent. Default 25.
+     */
+    readonly discoveryReservePercent: number;
+    /**
+     * Share of `maxInFlightDiscoveries` one registrable domain (its subdomains together) may hold,
+     * percent (at least 2 discoveries). Default 5.
+     */
+    readonly discoveryDomainSharePercent: number;
     /** TXT lookups per recipient domain. */
     readonly fetchRatePerDomain: RateLimitConfig;
     /** TXT lookups over all domains. */
@@ -162,6 +172,8 @@ const DEFAULTS = Object.freeze({
   maxInFlightPerConnection: 128,
   requestLimit: 1024,
   maxInFlightDiscoveries: 256,
+  discoveryReservePercent: 25,
+  discoveryDomainSharePercent: 5,
   fetchRatePerDomain: Object.freeze({ rate: 1, burst: 10 }),
   fetchRateGlobal: Object.freeze({ rate: 2000, burst: 4000 }),
 });
@@ -445,6 +457,8 @@ export function validateConfig(raw: unknown): Config {
     'max_in_flight_per_connection',
     'request_limit',
     'max_in_flight_discoveries',
+    'discovery_reserve_percent',
+    'discovery_domain_share_percent',
     'fetch_rate_per_domain',
     'fetch_rate_global',
   ]);
@@ -529,6 +543,18 @@ export function validateConfig(raw: unknown): Config {
         'limits.max_in_flight_discoveries',
         DEFAULTS.maxInFlightDiscoveries,
         { integer: true, min: 1, max: 100_000 },
+      ),
+      discoveryReservePercent: num(
+        limits.discovery_reserve_percent,
+        'limits.discovery_reserve_percent',
+        DEFAULTS.discoveryReservePercent,
+        { min: 0, max: 90 },
+      ),
+      discoveryDomainSharePercent: num(
+        limits.discovery_domain_share_percent,
+        'limits.discovery_domain_share_percent',
+        DEFAULTS.discoveryDomainSharePercent,
+        { min: 0, exclusiveMin: true, max: 100 },
       ),
       fetchRatePerDomain: rate(
         limits.fetch_rate_per_domain,

@@ -26,7 +26,6 @@ import { startHttpEndpoint } from './http-endpoint.js';
 import type { HttpEndpoint } from './http-endpoint.js';
 import { createDaemonLogger } from './log.js';
 import { KeyedRateLimiter } from './rate-limit.js';
-import { Semaphore } from '../semaphore.js';
 import { offerResolverImport } from './resolver-import-offer.js';
 
 /** Options of {@link startDaemon}. */
@@ -143,9 +142,11 @@ function restartKeys(a: Config, b: Config): string[] {
  * `proactive_policy_fetching.enabled: false`; TXT recheck grace = `cache_grace`), puts the limits
  * around its network access, and starts the socketmap server and, if enabled, the HTTP endpoint.
  *
- * Limits: every `_mta-sts` TXT lookup takes a token from a per-domain and a global
- * bucket and a discovery slot; every policy fetch takes a discovery slot. A refused token is a
- * temporary DNS failure to the database, which then keeps any cached policy and stores nothing.
+ * Limits: every `_mta-sts` TXT lookup takes a token from a per-domain and a global bucket; a
+ * refused token is a temporary DNS failure to the database, which then keeps any cached policy and
+ * stores nothing. The database admits each discovery (TXT lookup and policy fetch) under
+ * `max_in_flight_discoveries`, the share per registrable domain and the reserve for cached domains
+ * and the refresher, refusing at once over a cap (see `cache/discovery-admission.ts`).
  */
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   let config = options.config;
@@ -155,7 +156,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const metrics = options.metrics ?? new PrometheusMetrics();
   const { limits } = config;
 
-  const discoveries = new Semaphore(limits.maxInFlightDiscoveries);
   const perDomain = new KeyedRateLimiter({ ...limits.fetchRatePerDomain, clock });
   const global = new KeyedRateLimiter({ ...limits.fetchRateGlobal, clock, maxKeys: 1 });
   const baseResolver = options.resolver ?? createNodeResolver();
@@ -194,34 +194,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         heldBack(name, 'global rate limit');
         throw limitError(name, 'global rate limit');
       }
-      if (discoveries.inUse >= discoveries.limit) metrics.limit('discoveries_wait');
-      const release = await discoveries.acquire(signal).catch((err: unknown) => {
-        throw Object.assign(limitError(name, 'no discovery slot before the deadline'), { cause: err });
-      });
-      try {
-        return await baseResolver.resolveTxt(name, signal);
-      } finally {
-        release();
-      }
+      return baseResolver.resolveTxt(name, signal);
     },
     resolveCname: (name, signal) => baseResolver.resolveCname(name, signal),
     resolve4: (name, signal) => baseResolver.resolve4(name, signal),
     resolve6: (name, signal) => baseResolver.resolve6(name, signal),
   };
-  const baseFetcher =
+  const fetcher =
     options.fetcher ??
     createHttpsFetcher({ ...(options.fetchOptions ?? {}), resolver: options.fetchOptions?.resolver ?? baseResolver });
-  const fetcher: PolicyFetcher = {
-    async fetch(domain, opts) {
-      if (discoveries.inUse >= discoveries.limit) metrics.limit('discoveries_wait');
-      const release = await discoveries.acquire(opts?.signal);
-      try {
-        return await baseFetcher.fetch(domain, opts);
-      } finally {
-        release();
-      }
-    },
-  };
 
   // Listen first, open the store second: a daemon that cannot listen (address in use, not on
   // this host, socket directory missing) exits before it has created or touched any store.
@@ -307,6 +288,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       fetcher,
       logger: logger.child({ component: 'cache' }),
       metrics,
+      discoveryLimits: {
+        maxInFlight: limits.maxInFlightDiscoveries,
+        reservePercent: limits.discoveryReservePercent,
+        domainSharePercent: limits.discoveryDomainSharePercent,
+      },
       ...(ppf.concurrencyLimit !== undefined ? { refresherOptions: { concurrency: ppf.concurrencyLimit } } : {}),
     });
     dane = await daneStarting;

@@ -1,4 +1,5 @@
 import type { DaneStateKind } from '../dane/dane-state.js';
+import type { DiscoveryLimitReason } from '../cache/discovery-admission.js';
 
 /** Outcome of `MtaStsDb.get`, as counted in metrics. */
 export type GetResult = 'ok' | 'backoff' | 'notfound' | 'error';
@@ -53,6 +54,10 @@ export interface Metrics {
   policyChange?(change: PolicyChange): void;
   /** A refresher pass that deleted nothing as unused because the clock looks wrong. Optional. */
   unusedDeleteRefused?(reason: 'clock_step' | 'implausible_share'): void;
+  /** A discovery refused by the discovery limits (answered as a temporary failure). Optional. */
+  discoveryLimited?(reason: DiscoveryLimitReason): void;
+  /** Discoveries in flight now, after one started or ended. Optional. */
+  discoveriesInFlight?(count: number): void;
   /** A lookup that looks like a downgrade attempt; the cached policy kept applying. Optional. */
   downgradeSuspected?(sign: DowngradeSign): void;
 }

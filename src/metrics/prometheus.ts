@@ -4,11 +4,12 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DaneStateKind } from '../dane/dane-state.js';
+import { DISCOVERY_LIMIT_REASONS, type DiscoveryLimitReason } from '../cache/discovery-admission.js';
 import { DOWNGRADE_SIGNS, POLICY_CHANGES } from './metrics.js';
 import type { DowngradeSign, FetchResult, GetResult, Metrics, PolicyChange, RefreshResult } from './metrics.js';
 
-/** Why the daemon held back network work. */
-export type LimitReason = 'rate_domain' | 'rate_global' | 'discoveries_wait';
+/** Why the daemon's rate limits held back a TXT lookup (the discovery limits report {@link DiscoveryLimitReason}s). */
+export type LimitReason = 'rate_domain' | 'rate_global';
 
 /** Options of {@link PrometheusMetrics}. */
 export interface PrometheusMetricsOptions {
@@ -37,6 +38,7 @@ export class PrometheusMetrics implements Metrics {
   private readonly openConnections: Gauge;
   private readonly connectionsTotal: Counter;
   private readonly limited: Counter<'reason'>;
+  private readonly discoveriesNow: Gauge;
   private readonly daneLookups: Counter<'state'>;
   private readonly daneLookupSeconds: Histogram;
   private readonly daneAnswers: Counter<'level'>;
@@ -113,8 +115,16 @@ export class PrometheusMetrics implements Metrics {
     for (const reason of ['idle', 'frame_timeout', 'evicted', 'limit']) this.connectionsClosed.inc({ reason }, 0);
     this.limited = new Counter({
       name: `${p}discoveries_limited_total`,
-      help: 'Network lookups refused or delayed by the daemon limits',
+      help:
+        'Network lookups refused by the daemon limits: rate_domain, rate_global (rate limits); in_flight, ' +
+        'domain_share, reserved (discovery limits)',
       labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of ['rate_domain', 'rate_global', ...DISCOVERY_LIMIT_REASONS]) this.limited.inc({ reason }, 0);
+    this.discoveriesNow = new Gauge({
+      name: `${p}discoveries_in_flight`,
+      help: 'Network discoveries (TXT lookup and policy fetch) in flight now',
       registers,
     });
     this.daneLookups = new Counter({
@@ -214,6 +224,12 @@ export class PrometheusMetrics implements Metrics {
   /** A network lookup held back by a daemon limit. */
   limit(reason: LimitReason): void {
     this.limited.inc({ reason });
+  }
+  discoveryLimited(reason: DiscoveryLimitReason): void {
+    this.limited.inc({ reason });
+  }
+  discoveriesInFlight(count: number): void {
+    this.discoveriesNow.set(count);
   }
 
   daneLookup(state: DaneStateKind, seconds: number): void {
