@@ -27,6 +27,7 @@ import {
   startNet,
   storeKinds,
   txtQueries,
+  until,
   uniqueDomain,
   type Net,
   type StoreHandle,
@@ -994,5 +995,93 @@ describe('module API (Go names) on the default database', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('discovery limits (SQLite)', () => {
+  const sqlite = storeKinds.find((k) => k.kind === 'sqlite') as StoreKind;
+  // 4 in flight, 2 of them reserved, one registrable domain may hold all 4.
+  const discoveryLimits = { maxInFlight: 4, reservePercent: 50, domainSharePercent: 100 };
+
+  /** A domain whose TXT record answers and whose policy host never sends a body (until the fetch deadline). */
+  const hanging = (d: string, id = 'h1'): void => {
+    net.dns.mtaSts(d, { id });
+    net.https.behave(d, { body: { kind: 'hang' } });
+  };
+
+  test('over a cap: nothing cached → ERR_MTASTSDB_DISCOVERY_LIMIT at once; cached → the cached policy', async (t) => {
+    const limited: string[] = [];
+    const inFlight: number[] = [];
+    const metrics = {
+      ...recordingMetrics(),
+      discoveryLimited: (r: string) => void limited.push(r),
+      discoveriesInFlight: (n: number) => void inFlight.push(n),
+    };
+    const s = await setup(t, sqlite, { discoveryLimits, metrics });
+    if (s === undefined) return;
+    const cachedA = uniqueDomain('capa');
+    const cachedB = uniqueDomain('capb');
+    const cachedC = uniqueDomain('capc');
+    for (const d of [cachedA, cachedB, cachedC]) publish(net, d, 'c1', ENFORCE(d));
+    for (const d of [cachedA, cachedB, cachedC]) assert.ok((await s.db.get(d)).policy !== null);
+    assert.deepEqual(inFlight.slice(-2), [1, 0], 'counted up and down');
+
+    // Two new domains hang in their fetch: the unreserved slots are taken.
+    const h1 = uniqueDomain('hang');
+    const h2 = uniqueDomain('hang');
+    hanging(h1);
+    hanging(h2);
+    const slow = [s.db.get(h1), s.db.get(h2)];
+    for (const p of slow) p.catch(() => {});
+    await until(() => fetches(net, h1) + fetches(net, h2) === 2, 5000, 'both fetches started');
+
+    const refused = uniqueDomain('refused');
+    publish(net, refused, 'r1', ENFORCE(refused));
+    const t0 = performance.now();
+    const err = await rejectsWith(s.db.get(refused), 'ERR_MTASTSDB_DISCOVERY_LIMIT');
+    assert.ok(performance.now() - t0 < 500, 'at once, without waiting for a slot');
+    assert.equal(err.details.reason, 'reserved');
+    assert.ok(err.details.report !== undefined, 'carries the TLSRPT result');
+    assert.equal(txtQueries(net, refused), 0, 'no DNS');
+    assert.equal(await s.store.get(refused), undefined, 'nothing stored');
+    const state = await s.db.stsState(refused, { timeoutMs: 2000 });
+    assert.deepEqual(state, { kind: 'temp', reason: 'MTA-STS discovery limit reached', storeUnreadable: false });
+
+    // Cached domains use the reserve: two TXT checks announcing a new id whose fetch hangs.
+    hanging(cachedA, 'c2');
+    hanging(cachedB, 'c2');
+    const rechecks = [s.db.get(cachedA), s.db.get(cachedB)];
+    await until(() => fetches(net, cachedA) + fetches(net, cachedB) === 4, 5000, 'both refetches started');
+    // Every slot taken: a third cached domain answers its cached policy without DNS.
+    const txtBefore = txtQueries(net, cachedC);
+    const fallback = await s.db.get(cachedC);
+    assert.equal(fallback.fresh, false);
+    assert.deepEqual(fallback.policy, parsePolicy(ENFORCE(cachedC)));
+    assert.equal(txtQueries(net, cachedC), txtBefore, 'no DNS');
+    assert.deepEqual(limited, ['reserved', 'reserved', 'in_flight']);
+
+    // The hanging fetches end at their deadline; the slots come back.
+    await Promise.allSettled([...slow, ...rechecks]);
+    assert.equal(inFlight.at(-1), 0);
+    assert.ok((await s.db.get(refused)).policy !== null, 'admitted once the slots are free');
+  });
+
+  test('the refresher refreshing by name uses the reserve', async (t) => {
+    const s = await setup(t, sqlite, { discoveryLimits });
+    if (s === undefined) return;
+    const h1 = uniqueDomain('rhang');
+    const h2 = uniqueDomain('rhang');
+    hanging(h1);
+    hanging(h2);
+    const slow = [s.db.get(h1), s.db.get(h2)];
+    for (const p of slow) p.catch(() => {});
+    await until(() => fetches(net, h1) + fetches(net, h2) === 2, 5000, 'both fetches started');
+    const d = uniqueDomain('rnew');
+    publish(net, d, 'n1', ENFORCE(d));
+    await rejectsWith(s.db.get(d), 'ERR_MTASTSDB_DISCOVERY_LIMIT');
+    const summary = await s.db.refresh([d]);
+    assert.equal(summary.updated, 1, JSON.stringify(summary));
+    assert.ok((await s.store.get(d)) !== undefined, 'discovered and stored by the refresher');
+    await Promise.allSettled(slow);
   });
 });

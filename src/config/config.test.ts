@@ -47,6 +47,9 @@ describe('configuration defaults', () => {
       assert.equal(c.limits.idleTimeoutSeconds, 300);
       assert.equal(c.limits.frameTimeoutSeconds, 10);
       assert.equal(c.limits.requestLimit, 1024);
+      assert.equal(c.limits.maxInFlightDiscoveries, 256);
+      assert.equal(c.limits.discoveryReservePercent, 25);
+      assert.equal(c.limits.discoveryDomainSharePercent, 5);
       assert.ok(Object.isFrozen(c) && Object.isFrozen(c.defaultZone) && Object.isFrozen(c.limits));
     }
   });
@@ -179,6 +182,31 @@ const bad: ReadonlyArray<{ text: string; key: string; why: string }> = [
     why: 'fractional burst',
   },
   { text: 'limits:\n  max_fetches: 3\n', key: 'limits.max_fetches', why: 'unknown limit' },
+  {
+    text: 'limits:\n  discovery_reserve_percent: 95\n',
+    key: 'limits.discovery_reserve_percent',
+    why: 'a reserve leaving new domains almost nothing',
+  },
+  {
+    text: 'limits:\n  discovery_reserve_percent: -1\n',
+    key: 'limits.discovery_reserve_percent',
+    why: 'a negative reserve',
+  },
+  {
+    text: 'limits:\n  discovery_reserve_percent: "25%"\n',
+    key: 'limits.discovery_reserve_percent',
+    why: 'a reserve as text',
+  },
+  {
+    text: 'limits:\n  discovery_domain_share_percent: 0\n',
+    key: 'limits.discovery_domain_share_percent',
+    why: 'no share at all',
+  },
+  {
+    text: 'limits:\n  discovery_domain_share_percent: 101\n',
+    key: 'limits.discovery_domain_share_percent',
+    why: 'a share over the whole',
+  },
   { text: 'default_zone:\n  dane: prefer\n', key: 'default_zone.dane', why: 'dane: prefer without a dane section' },
   { text: 'zones:\n  mx:\n    dane: prefer\n', key: 'zones.mx.dane', why: 'a zone with dane: prefer, no dane section' },
   { text: 'dane: {}\ndefault_zone:\n  dane: always\n', key: 'default_zone.dane', why: 'unknown dane level' },
@@ -377,6 +405,8 @@ describe('loadConfig', () => {
     const c = await loadConfig({ file: join(repo, 'examples', 'mta-sts-daemon.yml'), env: {} });
     assert.equal(c.port, 8461);
     assert.ok(Object.keys(c.zones).length > 0);
+    assert.equal(c.limits.discoveryReservePercent, 25);
+    assert.equal(c.limits.discoveryDomainSharePercent, 5);
     const unit = await readFile(join(repo, 'examples', 'mtastsdb.service'), 'utf8');
     assert.match(unit, /ExecStart=.*mtastsdb serve -c \/etc\/mta-sts-daemon\.yml/);
     assert.match(unit, /ExecReload=\/bin\/kill -HUP \$MAINPID/);

@@ -51,6 +51,9 @@ metrics:
   enabled: true
   port: 0
 limits:
+  # Every test domain is under example.test, one registrable domain: no share of the discoveries
+  # (test/e2e/discovery-flood.test.ts tests the share).
+  discovery_domain_share_percent: 100
   fetch_rate_per_domain:
     rate: 0.001
     burst: 4
