@@ -446,3 +446,41 @@ describe('refresher process behaviour', () => {
     assert.match(out, /refresher started/);
   });
 });
+
+describe('refresher under the discovery limits (SQLite)', () => {
+  const sqlite = storeKinds.find((k) => k.kind === 'sqlite') as StoreKind;
+
+  test('every slot taken: the refresh is held back without network and the record kept; then it runs', async (t) => {
+    const w = await world(t, sqlite);
+    if (!w) return;
+    const d = uniqueDomain('held');
+    await seed(w, d, 'h1');
+    const before = await w.store.get(d);
+    const logger = captureLogger();
+    // Two slots, no reserve: two hanging discoveries of new domains take both.
+    const db = await w.open({
+      logger,
+      discoveryLimits: { maxInFlight: 2, reservePercent: 0, domainSharePercent: 100 },
+    });
+    const hangs = [uniqueDomain('hang'), uniqueDomain('hang')];
+    for (const h of hangs) {
+      net.dns.mtaSts(h, { id: 'x' });
+      net.https.behave(h, { body: { kind: 'hang' } });
+    }
+    const slow = hangs.map((h) => db.get(h));
+    for (const p of slow) p.catch(() => {});
+    await until(() => hangs.every((h) => fetches(net, h) === 1), 5000, 'both fetches started');
+
+    const txt = txtQueries(net, d);
+    const held = await db.refresh([d]);
+    assert.equal(held.failed, 1, JSON.stringify(held));
+    assert.equal(txtQueries(net, d), txt, 'no DNS');
+    assert.deepEqual(await w.store.get(d), before, 'the record is kept as it was');
+    assert.ok(logger.entries.some((e) => e.level === 'warn' && /held back by the discovery limits/.test(e.msg)));
+
+    await Promise.allSettled(slow);
+    const ran = await db.refresh([d]);
+    assert.equal(ran.unchanged, 1, JSON.stringify(ran));
+    assert.equal(txtQueries(net, d), txt + 1);
+  });
+});

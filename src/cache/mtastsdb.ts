@@ -544,7 +544,7 @@ export class MtaStsDb implements PolicyDatabase {
         );
       }
       const message = `MTA-STS discovery of ${d.name()} refused by the discovery limits (${reason})`;
-      // The TLSRPT result, as a DNS failure's carries (RFC 8460 §4.3.1: a temporary fetch error).
+      // The TLSRPT result a temporary DNS failure carries too (`sts-policy-fetch-error`).
       const report = stsFailureResult(d, [failureDetails(new MtaStsError('ERR_MTASTSDB_DISCOVERY_LIMIT', message))]);
       throw new MtaStsError('ERR_MTASTSDB_DISCOVERY_LIMIT', message, { details: { reason, report } });
     }
