@@ -600,6 +600,10 @@ export async function run(): Promise<void> {
           'limits:',
           `  max_connections: ${FLOOD_CONNECTIONS + 2000}`,
           '  max_in_flight_discoveries: 256',
+          // The fixture domains share a few registrable domains (`cold.test`, …), and cold discoveries
+          // may take every slot, as before the discovery limits: figures stay comparable.
+          '  discovery_domain_share_percent: 100',
+          '  discovery_reserve_percent: 0',
           '  fetch_rate_global:\n    rate: 100000\n    burst: 100000',
           ...extra,
           '',
