@@ -251,9 +251,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         metrics: async () => ({ text: await metrics.text(), contentType: metrics.contentType }),
         // A point read: cheap on any store size, and it fails when the store does.
         health: async () => db !== undefined && (await db.store.get('healthz.invalid'), !db.closed),
+        // The store's recent repairs (a table recreated, the SQLite file deleted or replaced and
+        // reopened) and the DANE resolver's state.
         degraded: () => {
-          const p = dane?.problem();
-          return p === undefined || p === null ? [] : [p];
+          const out: string[] = [];
+          for (const p of [db?.store.problem?.(), dane?.problem()]) if (p !== undefined && p !== null) out.push(p);
+          return out;
         },
         logger,
       }).catch((err: unknown) => {

@@ -168,6 +168,11 @@ export class MemoryCachedStore implements PolicyStore {
     return this.inner.releaseRefresh(domain, owner);
   }
 
+  /** The backing store's report (copies live seconds; they need no drop on a repair). */
+  problem(): string | null {
+    return this.inner.problem?.() ?? null;
+  }
+
   /** Drops every copy (the store is unchanged). */
   clear(): void {
     this.copies.clear();

@@ -91,6 +91,12 @@ export interface PolicyStore {
    * owner holds the lease or none does.
    */
   releaseRefresh(domain: string, owner: string): Promise<void>;
+  /**
+   * What the store repaired recently (a table recreated, the SQLite file deleted or replaced and
+   * reopened), in one line, or null. The daemon adds it to `/healthz` as a degraded reason; a report
+   * lasts an hour after the repair. Optional: a store without drift detection has none.
+   */
+  problem?(): string | null;
   /** Closes the database; further calls throw `ERR_MTASTSDB_CLOSED`. Idempotent. */
   close(): Promise<void>;
 }

@@ -11,6 +11,12 @@
  *
  * Faults: a query that fails because its connection died (server restart, pg_terminate_backend,
  * network reset) is retried once on a fresh connection; every other failure is a coded error.
+ *
+ * Drift: a table (or the whole schema) dropped by hand while the version table still says
+ * migrated is recreated, empty, with the current definition: at open, and at run time when a query
+ * fails with undefined_table (42P01) or invalid_schema_name (3F000) — at most once per
+ * {@link TABLE_REPAIR_INTERVAL_MS}, under the migration lock, then the query is retried once. Each
+ * repair is logged as a warning naming the tables and reported by `problem()` for an hour.
  */
 import type { Pool, PoolClient, PoolConfig, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { systemClock } from '../clock.js';
@@ -20,7 +26,12 @@ import type { ErrorCode } from '../errors.js';
 import { silentLogger } from '../logger.js';
 import type { Logger } from '../logger.js';
 import type { ListOptions, PolicyRecord, PolicyStore } from './policy-store.js';
-import { POSTGRES_MIGRATIONS, POSTGRES_SCHEMA_VERSION, postgresVersionTableSql } from './postgres-schema.js';
+import {
+  POSTGRES_CURRENT_OBJECTS,
+  POSTGRES_MIGRATIONS,
+  POSTGRES_SCHEMA_VERSION,
+  postgresVersionTableSql,
+} from './postgres-schema.js';
 import {
   PolicyMemo,
   ROW_COLUMNS,
@@ -34,6 +45,7 @@ import {
   putParams,
 } from './record-codec.js';
 import type { EncodedRecord, ListFilter, ListReader, PageCursor, PolicyRow } from './record-codec.js';
+import { DriftReport, TABLE_REPAIR_INTERVAL_MS, namedObjects } from './store-drift.js';
 
 /** Options of {@link openPostgresStore}. */
 export interface PostgresStoreOptions {
@@ -108,6 +120,12 @@ function isConnectionError(err: unknown): boolean {
   return /Connection terminated|connection error and is not queryable|Client was closed and is not queryable/.test(
     message,
   );
+}
+
+/** undefined_table or invalid_schema_name: an object of ours was dropped under us. */
+function isMissingObject(err: unknown): boolean {
+  const code = sqlState(err);
+  return code === '42P01' || code === '3F000';
 }
 
 function errorCodeFor(err: unknown): ErrorCode {
@@ -255,6 +273,10 @@ class PostgresStoreImpl implements PostgresStore {
   private readonly q: string;
   /** Ends (destroys) the connection of each snapshot walk in progress; `close` calls them. */
   private readonly readers = new Set<(err: Error) => void>();
+  private readonly drift: DriftReport;
+  /** The repair in progress, shared by every query that failed on a missing table meanwhile. */
+  private repairing: Promise<boolean> | undefined;
+  private repairedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly pool: Pool,
@@ -263,11 +285,54 @@ class PostgresStoreImpl implements PostgresStore {
     readonly schema: string,
     private readonly target: string,
     private readonly logger: Logger,
+    private readonly clock: Clock,
     memoEntries: number | undefined,
+    drift: DriftReport,
   ) {
     this.q = `"${schema}"`;
     this.sql = statements(this.q);
     this.memo = new PolicyMemo(memoEntries);
+    this.drift = drift;
+  }
+
+  problem(): string | null {
+    return this.drift.current();
+  }
+
+  /**
+   * Recreates what is missing (the migration step, under its lock); true when the failed query
+   * is worth one more try. At most once per TABLE_REPAIR_INTERVAL_MS: a table dropped again at
+   * once fails the calls in between with the store's temporary error.
+   */
+  private repair(op: string, err: unknown): Promise<boolean> {
+    if (this.repairing !== undefined) return this.repairing;
+    const now = this.clock.now();
+    if (Math.abs(now - this.repairedAt) < TABLE_REPAIR_INTERVAL_MS) return Promise.resolve(false);
+    this.repairedAt = now;
+    const run = async (): Promise<boolean> => {
+      try {
+        const done = await migrate(this.pool, this.q, this.schema, this.clock);
+        const what = describeRepair(done);
+        if (what !== '') {
+          this.logger.warn(
+            { target: this.target, op, err: describe(err), ...done },
+            `postgres store ${this.target}: ${what} (the data in them is lost; the cache refills as domains are asked for)`,
+          );
+          this.drift.note(`postgres store ${this.target}: ${what}`);
+        }
+        return true;
+      } catch (repairErr) {
+        this.logger.error(
+          { target: this.target, op, err: repairErr },
+          'postgres store: a table is missing and recreating it failed',
+        );
+        return false;
+      } finally {
+        this.repairing = undefined;
+      }
+    };
+    this.repairing = run();
+    return this.repairing;
   }
 
   private open(): void {
@@ -293,6 +358,13 @@ class PostgresStoreImpl implements PostgresStore {
     try {
       return await this.pool.query<R>(config);
     } catch (err) {
+      if (isMissingObject(err) && this.closing === undefined && (await this.repair(op, err))) {
+        try {
+          return await this.pool.query<R>(config);
+        } catch (err2) {
+          throw this.fail(op, err2);
+        }
+      }
       if (!isConnectionError(err) || this.closing !== undefined) throw this.fail(op, err);
       this.logger.warn({ err, target: this.target, op }, 'postgres store: connection lost, retrying once');
       try {
@@ -521,7 +593,29 @@ class PostgresStoreImpl implements PostgresStore {
   }
 }
 
-async function migrate(pool: Pool, q: string, schema: string, clock: Clock): Promise<void> {
+/** What {@link migrate} had to create. */
+interface MigrateResult {
+  /** The schema did not exist. */
+  readonly schemaCreated: boolean;
+  /** Migrations applied (all of them on a new schema). */
+  readonly applied: number;
+  /** Objects the version table claims but that were missing, recreated empty. */
+  readonly recreated: readonly string[];
+}
+
+/** The repair in words ('' when nothing was missing), for the log and `problem()`. */
+function describeRepair(r: MigrateResult): string {
+  if (r.schemaCreated) return 'the schema was missing; recreated it with empty tables';
+  if (r.recreated.length > 0) return `recreated the missing ${namedObjects(POSTGRES_CURRENT_OBJECTS, r.recreated)}`;
+  if (r.applied > 0) return 'the schema version table was missing; recreated the tables';
+  return '';
+}
+
+/**
+ * Creates the schema, applies missing migrations, and recreates objects the version table claims
+ * but that are gone (a table dropped by hand), in one transaction under the schema's advisory lock.
+ */
+async function migrate(pool: Pool, q: string, schema: string, clock: Clock): Promise<MigrateResult> {
   const client = await pool.connect();
   // Migrations may wait for another node's migration or build an index on a large table: they get
   // a longer bound than ordinary statements, on the server and (per query) in the client.
@@ -534,7 +628,8 @@ async function migrate(pool: Pool, q: string, schema: string, clock: Clock): Pro
     // Nodes starting at once take turns here; the lock is released with the transaction.
     await run('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`mtastsdb:schema:${schema}`]);
     const exists = await run('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
-    if (exists.rowCount === 0) await run(`CREATE SCHEMA ${q}`);
+    const schemaCreated = exists.rowCount === 0;
+    if (schemaCreated) await run(`CREATE SCHEMA ${q}`);
     await run(postgresVersionTableSql(q));
     const res = await run<{ v: number | null }>(`SELECT max(version) AS v FROM ${q}.mtastsdb_schema`);
     const current = res.rows[0]?.v ?? 0;
@@ -544,6 +639,7 @@ async function migrate(pool: Pool, q: string, schema: string, clock: Clock): Pro
         `schema ${schema} has version ${current}, newer than this mtastsdb knows (${POSTGRES_SCHEMA_VERSION}); upgrade mtastsdb`,
       );
     }
+    let applied = 0;
     for (const m of POSTGRES_MIGRATIONS) {
       if (m.version <= current) continue;
       await run(m.sql(q));
@@ -552,8 +648,18 @@ async function migrate(pool: Pool, q: string, schema: string, clock: Clock): Pro
         m.description,
         clock.now(),
       ]);
+      applied++;
     }
+    // The version table may say migrated while a table is gone (DROP TABLE by hand): without this,
+    // every query would fail until someone noticed. Recreated from the current definitions.
+    const missing = await run<{ name: string }>(
+      'SELECT name FROM unnest($1::text[]) WITH ORDINALITY AS t(name, i) WHERE to_regclass($2 || $3 || name) IS NULL ORDER BY i',
+      [POSTGRES_CURRENT_OBJECTS.map((o) => o.name), q, '.'],
+    );
+    const recreated = missing.rows.map((r) => r.name);
+    for (const o of POSTGRES_CURRENT_OBJECTS) if (recreated.includes(o.name)) await run(o.sql(q));
     await run('COMMIT');
+    return { schemaCreated, applied, recreated };
   } catch (err) {
     broken = err;
     await client.query('ROLLBACK').catch(() => undefined);
@@ -630,8 +736,17 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   // error must be handled here or it would crash the process.
   pool.on('error', (err) => logger.warn({ err, target }, 'postgres store: idle connection lost'));
   listPool.on('error', (err) => logger.warn({ err, target }, 'postgres store: idle connection lost'));
+  const drift = new DriftReport(clock);
   try {
-    await migrate(pool, `"${schema}"`, schema, clock);
+    const done = await migrate(pool, `"${schema}"`, schema, clock);
+    if (done.recreated.length > 0) {
+      const what = describeRepair(done);
+      logger.warn(
+        { target, recreated: done.recreated },
+        `postgres store ${target}: ${what}: the schema version said migrated, but they were gone`,
+      );
+      drift.note(`postgres store ${target}: ${what}`);
+    }
   } catch (err) {
     await Promise.all([pool.end(), listPool.end()]).catch(() => undefined);
     if (isMtaStsError(err)) {
@@ -639,5 +754,15 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     }
     throw new MtaStsError(errorCodeFor(err), `postgres store ${target}: cannot open: ${describe(err)}`, { cause: err });
   }
-  return new PostgresStoreImpl(pool, listPool, poolSize, schema, target, logger, options.policyMemoEntries);
+  return new PostgresStoreImpl(
+    pool,
+    listPool,
+    poolSize,
+    schema,
+    target,
+    logger,
+    clock,
+    options.policyMemoEntries,
+    drift,
+  );
 }

@@ -56,3 +56,48 @@ CREATE INDEX policies_last_update ON policies (last_update);
 
 /** The version a database has after every migration. */
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
+
+/** A table or index as the latest migration leaves it, with a statement that recreates it. */
+export interface SqliteCurrentObject {
+  readonly type: 'table' | 'index';
+  readonly name: string;
+  /** Idempotent (`IF NOT EXISTS`). */
+  readonly sql: string;
+}
+
+/**
+ * The objects of {@link SQLITE_SCHEMA_VERSION}, tables before their indexes. A database whose
+ * version table says migrated but which lacks one of them (dropped by hand) gets it back, empty,
+ * from here. Must equal what the migrations build (a test compares the two); a migration that
+ * changes a table changes its entry here too.
+ */
+export const SQLITE_CURRENT_OBJECTS: readonly SqliteCurrentObject[] = [
+  {
+    type: 'table',
+    name: 'policies',
+    sql: `CREATE TABLE IF NOT EXISTS policies (
+  domain TEXT PRIMARY KEY NOT NULL,
+  inserted INTEGER NOT NULL,
+  valid_end INTEGER NOT NULL,
+  last_update INTEGER NOT NULL,
+  last_use INTEGER NOT NULL,
+  backoff INTEGER NOT NULL CHECK (backoff IN (0, 1)),
+  record_id TEXT NOT NULL,
+  mode TEXT NOT NULL CHECK (mode IN ('enforce', 'testing', 'none')),
+  max_age INTEGER NOT NULL,
+  policy_text TEXT NOT NULL,
+  lease_owner TEXT,
+  lease_until INTEGER
+) STRICT, WITHOUT ROWID`,
+  },
+  {
+    type: 'index',
+    name: 'policies_last_use',
+    sql: 'CREATE INDEX IF NOT EXISTS policies_last_use ON policies (last_use DESC, domain ASC)',
+  },
+  {
+    type: 'index',
+    name: 'policies_last_update',
+    sql: 'CREATE INDEX IF NOT EXISTS policies_last_update ON policies (last_update)',
+  },
+];

@@ -1,19 +1,42 @@
 /**
  * The SQLite policy store (better-sqlite3, loaded only when a SQLite store is opened).
  *
- * Durability and sharing: WAL with `synchronous=NORMAL`, so a committed write survives a process
- * crash (SIGKILL) and readers never wait for the writer; a power loss may roll back the last
- * transactions but never corrupts the file. A busy timeout makes writers of several processes
- * queue instead of failing at once.
+ * Durability and sharing: WAL with `synchronous=FULL` (the default; option `synchronous`): the WAL
+ * is fsynced at every commit, so a write whose promise has resolved survives a process crash
+ * (SIGKILL), an OS crash and a power loss (as far as the disk honours fsync). With
+ * `synchronous: 'normal'` it survives a process crash, but a power loss or OS crash may roll back
+ * the transactions committed since the last checkpoint; the file is never corrupted either way.
+ * Readers never wait for the writer. A busy timeout makes writers of several processes queue
+ * instead of failing at once.
  *
  * Faults: every driver error becomes a coded {@link MtaStsError}. A file or file system
  * that turns read-only, or a full disk, fails writes and keeps reads working. A connection that had
  * to fall back to read-only at open is reopened on the next write, so writes resume when the fault
  * clears. A clean close switches the file back to a rollback journal, so a closed database can be
  * read from read-only media (a WAL database needs a writable `-shm` file next to it).
+ *
+ * Drift: the file is identified by (device, inode) at open. Every write, and a read at most once
+ * per {@link FILE_CHECK_INTERVAL_MS}, compares it with what is at the path now; a file deleted or
+ * replaced (renamed over) under the store is logged as an error naming the path, the old
+ * connection is closed without harming the new file's WAL (see {@link retireConnection}), the file
+ * at the path is opened as it is (a missing one is created with the schema), and `problem()`
+ * reports it for an hour. Writes acknowledged after the check went to the new file; what was
+ * written to the old one since it was deleted is lost with it. A table dropped under a migrated
+ * database is recreated empty, at open and at run time (at most once per
+ * {@link TABLE_REPAIR_INTERVAL_MS}), and the call retried once.
  */
-import { chmod, mkdir, open as openFile, stat } from 'node:fs/promises';
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  fchmodSync,
+  fstatSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { systemClock } from '../clock.js';
@@ -37,7 +60,13 @@ import {
   putParams,
 } from './record-codec.js';
 import type { EncodedRecord, ListFilter, ListReader, PageCursor, PolicyRow } from './record-codec.js';
-import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION, SQLITE_VERSION_TABLE_SQL } from './sqlite-schema.js';
+import {
+  SQLITE_CURRENT_OBJECTS,
+  SQLITE_MIGRATIONS,
+  SQLITE_SCHEMA_VERSION,
+  SQLITE_VERSION_TABLE_SQL,
+} from './sqlite-schema.js';
+import { DriftReport, FILE_CHECK_INTERVAL_MS, TABLE_REPAIR_INTERVAL_MS, namedObjects } from './store-drift.js';
 
 /** Options of {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -53,8 +82,14 @@ export interface SqliteStoreOptions {
   readonly cacheSizeKiB?: number;
   /** Where degraded modes (read-only fallback, reopen) are reported. Default silent. */
   readonly logger?: Logger;
-  /** Stamps applied migrations. Default the system clock. */
+  /** Stamps applied migrations; times the drift checks and reports. Default the system clock. */
   readonly clock?: Clock;
+  /**
+   * `full` (default): every commit is fsynced, so an acknowledged write survives a power loss.
+   * `normal`: faster commits (see BENCHMARKS.md), but a power loss or OS crash may roll back the
+   * writes since the last checkpoint (a process crash loses nothing).
+   */
+  readonly synchronous?: 'full' | 'normal';
 }
 
 /** A SQLite {@link PolicyStore}, with a bulk insert for imports and benchmarks. */
@@ -155,6 +190,138 @@ function nonEmpty(path: string): boolean {
   }
 }
 
+/** Which file a path names: device and inode. */
+interface FileId {
+  readonly dev: number;
+  readonly ino: number;
+}
+
+/** The identity of the file at `path`; null when there is none, undefined when it cannot be told (EACCES, EIO). */
+function fileId(path: string): FileId | null | undefined {
+  try {
+    const st = statSync(path);
+    return { dev: st.dev, ino: st.ino };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException | null)?.code;
+    return code === 'ENOENT' || code === 'ENOTDIR' ? null : undefined;
+  }
+}
+
+function sameFile(a: FileId | null | undefined, b: FileId | null | undefined): boolean {
+  return a != null && b != null && a.dev === b.dev && a.ino === b.ino;
+}
+
+/** The files a connection opened: the database and, in WAL mode, its `-wal` and `-shm` files. */
+interface FileIds {
+  readonly main: FileId | null | undefined;
+  readonly wal: FileId | null | undefined;
+  readonly shm: FileId | null | undefined;
+}
+
+function fileIds(path: string): FileIds {
+  return { main: fileId(path), wal: fileId(`${path}-wal`), shm: fileId(`${path}-shm`) };
+}
+
+/**
+ * Closes a connection whose file is no longer the one at `path`, without harming the file that is.
+ *
+ * SQLite's close checkpoints into the old file (harmless: a file renamed away gets everything)
+ * and then deletes `path-wal` and `path-shm` BY NAME (sqlite3WalClose, unixShmUnmap). While those
+ * names are still the old file's, that is what must happen: a new file must not start with the old
+ * file's WAL, whose frames SQLite would apply to it. When they belong to the file now at the path
+ * (another process created it, and its WAL, after ours were deleted), deleting them would break
+ * that process's database: they are kept by a hard link across the close and linked back (a
+ * checkpoint first makes the close, and so that window, short). Our own files that the close left
+ * behind (it could not lock: another process still has the old file open) are removed, so the new
+ * file starts clean.
+ */
+function retireConnection(db: Database, path: string, ids: FileIds, logger: Logger): void {
+  const sidecars = [
+    { name: `${path}-wal`, mine: ids.wal },
+    { name: `${path}-shm`, mine: ids.shm },
+  ];
+  const kept: Array<{ readonly name: string; readonly keep: string }> = [];
+  for (const { name, mine } of sidecars) {
+    const now = fileId(name);
+    if (now == null || sameFile(now, mine)) continue;
+    const keep = `${name}.mtastsdb-keep-${process.pid}`;
+    try {
+      unlinkSync(keep);
+    } catch {
+      // usually absent
+    }
+    try {
+      linkSync(name, keep);
+      kept.push({ name, keep });
+    } catch (err) {
+      logger.error({ err, path: name }, 'sqlite store: cannot protect the new database file while closing the old one');
+    }
+  }
+  try {
+    if (kept.length > 0 && db.open) db.pragma('wal_checkpoint(TRUNCATE)');
+  } catch {
+    // the close checkpoints anyway
+  }
+  try {
+    db.close();
+  } catch {
+    // the old handle is dropped either way
+  }
+  for (const { name, keep } of kept) {
+    try {
+      linkSync(keep, name);
+    } catch {
+      // EEXIST: still there (the close did not delete it), or created again meanwhile
+    }
+    try {
+      unlinkSync(keep);
+    } catch {
+      // gone already
+    }
+  }
+  for (const { name, mine } of sidecars) {
+    if (!sameFile(fileId(name), mine)) continue;
+    try {
+      unlinkSync(name);
+    } catch (err) {
+      logger.error(
+        { err, path: name },
+        "sqlite store: cannot remove the old database file's WAL; the new file may read it",
+      );
+    }
+  }
+}
+
+/** The current schema's objects missing from the database (a table dropped by hand). */
+function missingObjects(db: Database): string[] {
+  const have = new Set(db.prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'index')").pluck().all());
+  return SQLITE_CURRENT_OBJECTS.filter((o) => !have.has(o.name)).map((o) => o.name);
+}
+
+/**
+ * Recreates, empty, the objects a migrated database lacks, in one IMMEDIATE transaction (so two
+ * processes repairing at once repair once). Returns their names.
+ */
+function recreateMissing(db: Database): string[] {
+  if (missingObjects(db).length === 0) return [];
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const missing = missingObjects(db);
+    for (const o of SQLITE_CURRENT_OBJECTS) if (missing.includes(o.name)) db.exec(o.sql);
+    db.exec('COMMIT');
+    return missing;
+  } catch (err) {
+    if (db.inTransaction) db.exec('ROLLBACK');
+    throw err;
+  }
+}
+
+/** A statement failed because a table is gone (SQLite has no finer code than SQLITE_ERROR for it). */
+function isNoSuchTable(err: unknown): boolean {
+  const message = (err as SqliteError | null)?.message;
+  return primaryCode(err) === 'SQLITE_ERROR' && typeof message === 'string' && message.startsWith('no such table');
+}
+
 /**
  * Reads the 100-byte header before SQLite sees the file. SQLite itself accepts a truncated file
  * and only fails (or silently misses rows) when a query reaches a lost page, so a file shorter
@@ -193,12 +360,15 @@ function checkHeader(path: string): void {
   }
 }
 
-/** Creates missing directories with mode 0770 and a missing file with mode 0660 (despite the umask). */
-async function prepareFile(path: string): Promise<void> {
+/**
+ * Creates missing directories with mode 0770 and a missing file with mode 0660 (despite the umask).
+ * Synchronous: it also runs when a deleted file is recreated in the middle of a call.
+ */
+function prepareFile(path: string): void {
   const dir = dirname(path);
   let first: string | undefined;
   try {
-    first = await mkdir(dir, { recursive: true, mode: 0o770 });
+    first = mkdirSync(dir, { recursive: true, mode: 0o770 });
   } catch (err) {
     throw new MtaStsError(
       'ERR_MTASTSDB_STORE',
@@ -211,24 +381,21 @@ async function prepareFile(path: string): Promise<void> {
   if (first !== undefined) {
     // mkdir's mode is filtered by the umask; set it on every directory we created.
     for (let d = dir; ; d = dirname(d)) {
-      await chmod(d, 0o770);
+      chmodSync(d, 0o770);
       if (d === first || dirname(d) === d) break;
     }
   }
   try {
-    const fh = await openFile(path, 'wx', 0o660);
+    const fd = openSync(path, 'wx', 0o660);
     try {
-      await fh.chmod(0o660);
+      fchmodSync(fd, 0o660);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   } catch (err) {
     // EEXIST is the usual case; on a read-only file system an existing file is fine too.
-    const exists = await stat(path).then(
-      () => true,
-      () => false,
-    );
-    if (!exists) {
+    const id = fileId(path);
+    if (id === null || id === undefined) {
       throw new MtaStsError('ERR_MTASTSDB_STORE', `sqlite store ${path}: cannot create the file: ${describe(err)}`, {
         cause: err,
       });
@@ -389,62 +556,185 @@ function readPageOn(src: PageSource, filter: ListFilter, after: PageCursor | und
   return stmt.all(params) as PolicyRow[];
 }
 
+/** A connection opened on the file at the path, with what identifies the file and what had to be recreated. */
+interface Opened {
+  readonly conn: Conn;
+  /** Undefined for `:memory:`. */
+  readonly ids: FileIds | undefined;
+  /** Objects the schema version claimed but that were missing (recreated empty). */
+  readonly recreated: readonly string[];
+}
+
 class SqliteStoreImpl implements SqliteStore {
   readonly kind = 'sqlite' as const;
   readonly path: string;
-  private conn: Conn | undefined;
+  /** Null while there is none: the file changed under the store and reopening it failed. */
+  private conn: Conn | null;
+  private closed = false;
   private readonly memo: PolicyMemo;
   /** The read connections of the snapshot walks in progress (closed by `close`). */
   private readonly readers = new Set<Database>();
+  /** What the open connection's files are (undefined for `:memory:`). */
+  private ids: FileIds | undefined;
+  private checkedAt = Number.NEGATIVE_INFINITY;
+  /** Why the last reopen failed, and when it was tried (retried at most once per FILE_CHECK_INTERVAL_MS). */
+  private reopenError: MtaStsError | undefined;
+  private reopenedAt = Number.NEGATIVE_INFINITY;
+  private repairedAt = Number.NEGATIVE_INFINITY;
+  private readonly drift: DriftReport;
 
   constructor(
-    conn: Conn,
+    opened: Opened,
     path: string,
     private readonly readonly: boolean,
-    private readonly reconnect: (() => Conn) | undefined,
+    /** Opens the file at the path again (creating it when missing unless read-only); undefined for `:memory:`. */
+    private readonly reopen: (() => Opened) | undefined,
     private readonly logger: Logger,
+    private readonly clock: Clock,
     memoEntries: number | undefined,
     /** Opens another connection on the file for one snapshot walk; undefined for `:memory:`. */
     private readonly openReader: (() => Database) | undefined,
+    drift: DriftReport,
   ) {
-    this.conn = conn;
+    this.conn = opened.conn;
+    this.ids = opened.ids;
     this.path = path;
     this.memo = new PolicyMemo(memoEntries);
+    this.drift = drift;
   }
 
-  private c(): Conn {
-    if (this.conn === undefined) throw closedError('sqlite');
-    return this.conn;
+  problem(): string | null {
+    return this.drift.current();
   }
 
-  /** Runs a read; errors become coded errors. */
+  private assertOpen(): void {
+    if (this.closed) throw closedError('sqlite');
+  }
+
+  /** The connection, after the drift check (every write; a read at most once per FILE_CHECK_INTERVAL_MS). */
+  private c(write: boolean): Conn {
+    this.assertOpen();
+    this.checkFile(write);
+    return this.conn ?? this.reopenLost();
+  }
+
+  /** Compares the file at the path with the one open; a deleted or replaced file is reopened. */
+  private checkFile(force: boolean): void {
+    if (this.ids === undefined || this.conn === null) return;
+    const now = this.clock.now();
+    if (!force && Math.abs(now - this.checkedAt) < FILE_CHECK_INTERVAL_MS) return;
+    this.checkedAt = now;
+    const id = fileId(this.path);
+    // undefined: cannot tell (permissions, I/O error); SQLite's own errors say more.
+    if (id === undefined || sameFile(id, this.ids.main)) return;
+    const what = id === null ? 'deleted' : 'replaced';
+    this.logger.error(
+      { path: this.path, change: what },
+      `sqlite store ${this.path}: the database file was ${what} while the store had it open; ` +
+        `what was written to the old file since is lost with it; opening ${id === null ? 'a new, empty file' : 'the file now at the path'}`,
+    );
+    this.drift.note(`sqlite store ${this.path}: the database file was ${what} under the running store and reopened`);
+    const old = this.conn;
+    this.conn = null;
+    retireConnection(old.db, this.path, this.ids, this.logger);
+    this.reopenedAt = Number.NEGATIVE_INFINITY;
+    this.reopenError = undefined;
+  }
+
+  /** Opens the file at the path after the old one went; throws (the same error for a second) when it cannot. */
+  private reopenLost(): Conn {
+    const now = this.clock.now();
+    if (this.reopenError !== undefined && Math.abs(now - this.reopenedAt) < FILE_CHECK_INTERVAL_MS) {
+      throw this.reopenError;
+    }
+    this.reopenedAt = now;
+    let opened: Opened;
+    try {
+      opened = this.reopen!();
+    } catch (err) {
+      const mapped = storeError(this.path, 'reopen', err);
+      this.reopenError = new MtaStsError(
+        mapped.code,
+        `sqlite store ${this.path}: the database file changed under the store and cannot be opened again: ${mapped.message}`,
+        { cause: err },
+      );
+      this.logger.error({ path: this.path, err: this.reopenError }, 'sqlite store: reopening the database failed');
+      throw this.reopenError;
+    }
+    this.reopenError = undefined;
+    this.conn = opened.conn;
+    this.ids = opened.ids;
+    this.checkedAt = now;
+    this.logger.warn({ path: this.path }, 'sqlite store: reopened the database file now at the path');
+    return opened.conn;
+  }
+
+  /**
+   * A table gone under a migrated database: recreate it (at most once per
+   * TABLE_REPAIR_INTERVAL_MS) on the same connection, with fresh statements. Undefined when not now.
+   */
+  private repairTables(c: Conn, op: string): Conn | undefined {
+    const now = this.clock.now();
+    if (this.readonly || Math.abs(now - this.repairedAt) < TABLE_REPAIR_INTERVAL_MS) return undefined;
+    this.repairedAt = now;
+    let fresh: Conn;
+    let recreated: string[];
+    try {
+      recreated = recreateMissing(c.db);
+      fresh = prepare(c.db);
+    } catch (err) {
+      this.logger.error({ err, path: this.path, op }, 'sqlite store: a table is missing and recreating it failed');
+      return undefined;
+    }
+    if (recreated.length > 0) {
+      const what = `recreated the missing ${namedObjects(SQLITE_CURRENT_OBJECTS, recreated)}`;
+      this.logger.warn(
+        { path: this.path, op, recreated },
+        `sqlite store ${this.path}: ${what} (the data in them is lost; the cache refills as domains are asked for)`,
+      );
+      this.drift.note(`sqlite store ${this.path}: ${what}`);
+    }
+    this.conn = fresh;
+    return fresh;
+  }
+
+  /** Runs a read; errors become coded errors. A missing table is recreated and the read retried once. */
   private read<T>(op: string, fn: (c: Conn) => T): T {
-    const c = this.c();
+    const c = this.c(false);
     try {
       return fn(c);
     } catch (err) {
-      throw storeError(this.path, op, err);
+      const fresh = isNoSuchTable(err) ? this.repairTables(c, op) : undefined;
+      if (fresh === undefined) throw storeError(this.path, op, err);
+      try {
+        return fn(fresh);
+      } catch (err2) {
+        throw storeError(this.path, op, err2);
+      }
     }
   }
 
   /**
    * Runs a write. A write refused as read-only may come from a connection that fell back to
    * read-only at open (a read-only file or file system then): reopen once and retry, so writes
-   * resume when the fault has cleared.
+   * resume when the fault has cleared. A missing table is recreated and the write retried once.
    */
   private write<T>(op: string, fn: (c: Conn) => T): T {
-    const c = this.c();
+    const c = this.c(true);
     try {
       return fn(c);
     } catch (err) {
-      if (primaryCode(err) === 'SQLITE_READONLY' && !this.readonly && this.reconnect !== undefined) {
-        const fresh = this.tryReopen(c);
-        if (fresh !== undefined) {
-          try {
-            return fn(fresh);
-          } catch (err2) {
-            throw storeError(this.path, op, err2);
-          }
+      let fresh: Conn | undefined;
+      if (primaryCode(err) === 'SQLITE_READONLY' && !this.readonly && this.reopen !== undefined) {
+        fresh = this.tryReopen(c);
+      } else if (isNoSuchTable(err)) {
+        fresh = this.repairTables(c, op);
+      }
+      if (fresh !== undefined) {
+        try {
+          return fn(fresh);
+        } catch (err2) {
+          throw storeError(this.path, op, err2);
         }
       }
       throw storeError(this.path, op, err);
@@ -452,21 +742,22 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   private tryReopen(old: Conn): Conn | undefined {
-    let fresh: Conn;
+    let fresh: Opened;
     try {
-      fresh = this.reconnect!();
+      fresh = this.reopen!();
     } catch (err) {
       this.logger.debug({ err, path: this.path }, 'sqlite store: reopen for writing failed');
       return undefined;
     }
-    this.conn = fresh;
+    this.conn = fresh.conn;
+    this.ids = fresh.ids;
     try {
       old.db.close();
     } catch {
       // the old handle is dropped either way
     }
     this.logger.info({ path: this.path }, 'sqlite store: reopened the database');
-    return fresh;
+    return fresh.conn;
   }
 
   async get(domain: string): Promise<PolicyRecord | undefined> {
@@ -476,13 +767,13 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   async put(record: PolicyRecord): Promise<boolean> {
-    this.c();
+    this.assertOpen();
     const e = encodeRecord(record, this.memo);
     return this.write('put', (c) => c.put.run(...putParams(e, e.backoff ? 1 : 0)).changes === 1);
   }
 
   async putMany(records: Iterable<PolicyRecord>): Promise<number> {
-    this.c();
+    this.assertOpen();
     const encoded: EncodedRecord[] = [];
     for (const r of records) encoded.push(encodeRecord(r, this.memo));
     return this.write('putMany', (c) =>
@@ -495,7 +786,7 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   async touch(uses: ReadonlyArray<{ readonly domain: string; readonly lastUse: Date }>): Promise<void> {
-    this.c();
+    this.assertOpen();
     const batch = collapseUses(uses);
     // better-sqlite3 blocks the event loop while it writes: a thousand random rows of a large file
     // take tens of milliseconds, which every lookup waiting behind them would feel. Write a short
@@ -525,7 +816,7 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   private listReader(filter: ListFilter): ListReader {
-    this.c();
+    this.c(false);
     // The primary key never moves: short reads on the main connection, no snapshot held.
     if (filter.order === 'domain') {
       return {
@@ -559,7 +850,7 @@ class SqliteStoreImpl implements SqliteStore {
     this.readers.add(db);
     return {
       readPage: async (f, after) => {
-        if (this.conn === undefined || !db.open) throw closedError('sqlite');
+        if (this.closed || !db.open) throw closedError('sqlite');
         try {
           return readPageOn(src, f, after, f.pageSize);
         } catch (err) {
@@ -590,7 +881,7 @@ class SqliteStoreImpl implements SqliteStore {
     let at = 0;
     return {
       readPage: async (f) => {
-        this.c();
+        this.assertOpen();
         const page = rows.slice(at, at + f.pageSize);
         at += page.length;
         return page;
@@ -622,9 +913,11 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     const c = this.conn;
-    if (c === undefined) return;
-    this.conn = undefined;
+    this.conn = null;
+    if (c === null) return;
     // Walks still open end here (their next page fails with ERR_MTASTSDB_CLOSED), before the
     // journal mode switch below, which needs the file to itself.
     for (const db of this.readers) {
@@ -635,6 +928,17 @@ class SqliteStoreImpl implements SqliteStore {
       }
     }
     this.readers.clear();
+    const ids = this.ids;
+    if (ids !== undefined) {
+      const now = fileId(this.path);
+      if (now !== undefined && !sameFile(now, ids.main)) {
+        // The file changed since the last check: switching the journal mode would delete the
+        // WAL at the path by name, which may be the new file's now.
+        this.logger.error({ path: this.path }, `sqlite store ${this.path}: the database file changed before close`);
+        retireConnection(c.db, this.path, ids, this.logger);
+        return;
+      }
+    }
     try {
       if (!this.readonly && this.path !== ':memory:' && c.db.open) {
         // Leave a rollback-journal file behind, readable from read-only media; skipped (at once,
@@ -679,11 +983,18 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
   if (memory && readonly) throw new MtaStsError('ERR_MTASTS_USAGE', 'openSqliteStore: :memory: cannot be read-only');
   const path = memory ? given : resolve(given);
 
-  const Database = await loadDriver();
-  if (!memory) {
-    if (!readonly) await prepareFile(path);
-    checkHeader(path);
+  const synchronous = options.synchronous ?? 'full';
+  if (synchronous !== 'full' && synchronous !== 'normal') {
+    throw new MtaStsError('ERR_MTASTS_USAGE', "openSqliteStore: synchronous must be 'full' or 'normal'");
   }
+
+  const Database = await loadDriver();
+  const prepareIfFile = (): void => {
+    if (memory) return;
+    if (!readonly) prepareFile(path);
+    checkHeader(path);
+  };
+  prepareIfFile();
 
   const connect = (mustExist: boolean): Database => {
     const db = new Database(path, { readonly, fileMustExist: readonly || mustExist, timeout: busyTimeoutMs });
@@ -697,13 +1008,61 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
           logger.warn({ path }, 'sqlite store: the database is read-only; writes will fail until it is writable');
         }
       }
-      db.pragma('synchronous = NORMAL');
+      // FULL in WAL mode: the WAL is fsynced at each commit, so an acknowledged write survives a
+      // power loss (NORMAL syncs only at checkpoints). The cost is in BENCHMARKS.md.
+      db.pragma(`synchronous = ${synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
       // Negative: a size in KiB rather than in pages.
       db.pragma(`cache_size = -${cacheKiB}`);
       return db;
     } catch (err) {
       db.close();
       throw err;
+    }
+  };
+
+  /** Schema checks, migration and repair of an open connection; closes it when they fail. */
+  const setUp = (db: Database): Opened => {
+    try {
+      const version = schemaVersion(db);
+      if (readonly || version > SQLITE_SCHEMA_VERSION) {
+        if (version > SQLITE_SCHEMA_VERSION) migrateSqlite(db, path, clock); // throws the clear "newer" error
+        if (version < SQLITE_SCHEMA_VERSION) {
+          throw new MtaStsError(
+            'ERR_MTASTSDB_STORE_READONLY',
+            `sqlite store ${path}: schema version ${version} needs migrating to ${SQLITE_SCHEMA_VERSION}, but the store was opened read-only`,
+          );
+        }
+      } else if (version < SQLITE_SCHEMA_VERSION) {
+        migrateSqlite(db, path, clock);
+      }
+      let recreated: string[] = [];
+      if (readonly) {
+        const missing = missingObjects(db);
+        if (missing.length > 0) {
+          throw new MtaStsError(
+            'ERR_MTASTSDB_STORE_READONLY',
+            `sqlite store ${path}: ${missing.join(', ')} missing though the schema version says ${version}, and the store was opened read-only (open it writable once to recreate them)`,
+          );
+        }
+      } else {
+        // The version table may say migrated while a table is gone (DROP TABLE by hand).
+        recreated = recreateMissing(db);
+      }
+      const conn = prepare(db);
+      // After the first read: in WAL mode the -wal and -shm files exist now.
+      return { conn, ids: memory ? undefined : fileIds(path), recreated };
+    } catch (err) {
+      db.close();
+      if (isMtaStsError(err)) throw err;
+      const mapped = storeError(path, 'open', err);
+      if (mapped.code === 'ERR_MTASTSDB_STORE_READONLY') {
+        throw new MtaStsError(
+          'ERR_MTASTSDB_STORE_READONLY',
+          `sqlite store ${path}: the database needs its schema created or migrated, but it is read-only: ${describe(err)}`,
+          { cause: err },
+        );
+      }
+      throw mapped;
     }
   };
 
@@ -721,56 +1080,46 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
       await new Promise((r) => setTimeout(r, 25));
     }
   }
-  try {
-    const version = schemaVersion(db);
-    if (readonly || version > SQLITE_SCHEMA_VERSION) {
-      if (version > SQLITE_SCHEMA_VERSION) migrateSqlite(db, path, clock); // throws the clear "newer" error
-      if (version < SQLITE_SCHEMA_VERSION) {
-        throw new MtaStsError(
-          'ERR_MTASTSDB_STORE_READONLY',
-          `sqlite store ${path}: schema version ${version} needs migrating to ${SQLITE_SCHEMA_VERSION}, but the store was opened read-only`,
-        );
-      }
-    } else if (version < SQLITE_SCHEMA_VERSION) {
-      migrateSqlite(db, path, clock);
-    }
-    const conn = prepare(db);
-    const reconnect = memory
-      ? undefined
-      : (): Conn => {
-          const fresh = connect(true);
-          try {
-            return prepare(fresh);
-          } catch (err) {
-            fresh.close();
-            throw err;
-          }
-        };
-    const openReader = memory
-      ? undefined
-      : (): Database => {
-          // Read-only: a list reader never writes; the main connection keeps the file in WAL mode.
-          const reader = new Database(path, { readonly: true, fileMustExist: true, timeout: busyTimeoutMs });
-          try {
-            reader.pragma(`cache_size = -${cacheKiB}`);
-          } catch (err) {
-            reader.close();
-            throw err;
-          }
-          return reader;
-        };
-    return new SqliteStoreImpl(conn, path, readonly, reconnect, logger, options.policyMemoEntries, openReader);
-  } catch (err) {
-    db.close();
-    if (isMtaStsError(err)) throw err;
-    const mapped = storeError(path, 'open', err);
-    if (mapped.code === 'ERR_MTASTSDB_STORE_READONLY') {
-      throw new MtaStsError(
-        'ERR_MTASTSDB_STORE_READONLY',
-        `sqlite store ${path}: the database needs its schema created or migrated, but it is read-only: ${describe(err)}`,
-        { cause: err },
-      );
-    }
-    throw mapped;
+  const opened = setUp(db);
+  const drift = new DriftReport(clock);
+  if (opened.recreated.length > 0) {
+    const what = `recreated the missing ${namedObjects(SQLITE_CURRENT_OBJECTS, opened.recreated)}`;
+    logger.warn(
+      { path, recreated: opened.recreated },
+      `sqlite store ${path}: ${what}: the schema version said migrated, but they were gone`,
+    );
+    drift.note(`sqlite store ${path}: ${what}`);
   }
+  // Synchronous: it runs inside a call that found the file deleted or replaced. A missing file is
+  // created (with the schema) unless the store is read-only.
+  const reopen = memory
+    ? undefined
+    : (): Opened => {
+        prepareIfFile();
+        return setUp(connect(false));
+      };
+  const openReader = memory
+    ? undefined
+    : (): Database => {
+        // Read-only: a list reader never writes; the main connection keeps the file in WAL mode.
+        const reader = new Database(path, { readonly: true, fileMustExist: true, timeout: busyTimeoutMs });
+        try {
+          reader.pragma(`cache_size = -${cacheKiB}`);
+        } catch (err) {
+          reader.close();
+          throw err;
+        }
+        return reader;
+      };
+  return new SqliteStoreImpl(
+    opened,
+    path,
+    readonly,
+    reopen,
+    logger,
+    clock,
+    options.policyMemoEntries,
+    openReader,
+    drift,
+  );
 }
