@@ -74,6 +74,8 @@ export interface PostgresStore extends PolicyStore {
   readonly kind: 'postgres';
   /** The schema the tables live in. */
   readonly schema: string;
+  /** What the store repaired in the last hour (see {@link PolicyStore.problem}), or null. */
+  problem(): string | null;
   /** Writes many records, each with the newest-wins rule of `put`. Returns how many were written. */
   putMany(records: Iterable<PolicyRecord>): Promise<number>;
 }

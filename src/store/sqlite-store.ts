@@ -18,7 +18,7 @@
  * Drift: the file is identified by (device, inode) at open. Every write, and a read at most once
  * per {@link FILE_CHECK_INTERVAL_MS}, compares it with what is at the path now; a file deleted or
  * replaced (renamed over) under the store is logged as an error naming the path, the old
- * connection is closed without harming the new file's WAL (see {@link retireConnection}), the file
+ * connection is closed without harming the new file's WAL (see `retireConnection`), the file
  * at the path is opened as it is (a missing one is created with the schema), and `problem()`
  * reports it for an hour. Writes acknowledged after the check went to the new file; what was
  * written to the old one since it was deleted is lost with it. A table dropped under a migrated
@@ -30,7 +30,6 @@ import {
   closeSync,
   fchmodSync,
   fstatSync,
-  linkSync,
   mkdirSync,
   openSync,
   readSync,
@@ -97,6 +96,8 @@ export interface SqliteStore extends PolicyStore {
   readonly kind: 'sqlite';
   /** The absolute path of the file, or `:memory:`. */
   readonly path: string;
+  /** What the store repaired in the last hour (see {@link PolicyStore.problem}), or null. */
+  problem(): string | null;
   /**
    * Writes many records in one transaction, each with the newest-wins rule of `put`.
    * Returns how many were written.
@@ -225,61 +226,24 @@ function fileIds(path: string): FileIds {
 /**
  * Closes a connection whose file is no longer the one at `path`, without harming the file that is.
  *
- * SQLite's close checkpoints into the old file (harmless: a file renamed away gets everything)
- * and then deletes `path-wal` and `path-shm` BY NAME (sqlite3WalClose, unixShmUnmap). While those
- * names are still the old file's, that is what must happen: a new file must not start with the old
- * file's WAL, whose frames SQLite would apply to it. When they belong to the file now at the path
- * (another process created it, and its WAL, after ours were deleted), deleting them would break
- * that process's database: they are kept by a hard link across the close and linked back (a
- * checkpoint first makes the close, and so that window, short). Our own files that the close left
- * behind (it could not lock: another process still has the old file open) are removed, so the new
- * file starts clean.
+ * SQLite's close normally checkpoints and then deletes `path-wal` and `path-shm` by name; it skips
+ * both when it sees the file moved or deleted (pager `databaseIsUnmoved`, SQLite ≥ 3.8.3), so the
+ * close cannot delete the WAL of a file another process created at the path since. It also leaves
+ * our own `-wal` and `-shm` behind when they are still at the path (only the main file was deleted
+ * or renamed over): a new file must not start with them — SQLite would apply the old file's WAL
+ * frames to it — so those whose (device, inode) is still ours are removed. A `-wal` of another
+ * inode is the new file's and is left alone.
  */
 function retireConnection(db: Database, path: string, ids: FileIds, logger: Logger): void {
-  const sidecars = [
-    { name: `${path}-wal`, mine: ids.wal },
-    { name: `${path}-shm`, mine: ids.shm },
-  ];
-  const kept: Array<{ readonly name: string; readonly keep: string }> = [];
-  for (const { name, mine } of sidecars) {
-    const now = fileId(name);
-    if (now == null || sameFile(now, mine)) continue;
-    const keep = `${name}.mtastsdb-keep-${process.pid}`;
-    try {
-      unlinkSync(keep);
-    } catch {
-      // usually absent
-    }
-    try {
-      linkSync(name, keep);
-      kept.push({ name, keep });
-    } catch (err) {
-      logger.error({ err, path: name }, 'sqlite store: cannot protect the new database file while closing the old one');
-    }
-  }
-  try {
-    if (kept.length > 0 && db.open) db.pragma('wal_checkpoint(TRUNCATE)');
-  } catch {
-    // the close checkpoints anyway
-  }
   try {
     db.close();
   } catch {
     // the old handle is dropped either way
   }
-  for (const { name, keep } of kept) {
-    try {
-      linkSync(keep, name);
-    } catch {
-      // EEXIST: still there (the close did not delete it), or created again meanwhile
-    }
-    try {
-      unlinkSync(keep);
-    } catch {
-      // gone already
-    }
-  }
-  for (const { name, mine } of sidecars) {
+  for (const [name, mine] of [
+    [`${path}-wal`, ids.wal],
+    [`${path}-shm`, ids.shm],
+  ] as const) {
     if (!sameFile(fileId(name), mine)) continue;
     try {
       unlinkSync(name);
@@ -1041,7 +1005,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
         if (missing.length > 0) {
           throw new MtaStsError(
             'ERR_MTASTSDB_STORE_READONLY',
-            `sqlite store ${path}: ${missing.join(', ')} missing though the schema version says ${version}, and the store was opened read-only (open it writable once to recreate them)`,
+            `sqlite store ${path}: ${missing.join(', ')} missing, though the schema version says ${version}, and the store was opened read-only (open it writable once to recreate them)`,
           );
         }
       } else {

@@ -13,6 +13,9 @@
  *   lock <sqlite-path> <immediate|exclusive> hold a write transaction (exclusive: also lock out
  *                                           readers) until a line arrives on stdin; print `locked`
  *                                           when held and `released` after
+ *   hold <sqlite-path> <prefix> <n>         open a store (creating the file), put n records `write`
+ *                                           would, print `held`, keep it open until a line arrives on
+ *                                           stdin, then print `count <records>` and close
  *
  * Works from source (`node --import tsx …/store-writer.ts`) and compiled (`node build/…/store-writer.js`).
  */
@@ -146,6 +149,18 @@ async function holdLock(path: string, how: string): Promise<void> {
   process.stdout.write('released\n');
 }
 
+async function holdOpen(path: string, prefix: string, n: number): Promise<void> {
+  const { openSqliteStore } = await import('../../src/store/sqlite-store.js');
+  const store = await openSqliteStore({ path });
+  for (let i = 0; i < n; i++) await store.put(writerRecord(prefix, i));
+  process.stdout.write('held\n');
+  const lines = createInterface({ input: process.stdin });
+  await new Promise<void>((done) => lines.once('line', () => done()));
+  lines.close();
+  process.stdout.write(`count ${await store.count()}\n`);
+  await store.close();
+}
+
 async function main(argv: readonly string[]): Promise<void> {
   const [mode, ...rest] = argv;
   switch (mode) {
@@ -155,6 +170,8 @@ async function main(argv: readonly string[]): Promise<void> {
       return upsertOne(rest[0]!, rest[1]!, rest[2]!, Number(rest[3]), Number(rest[4]), Number(rest[5]));
     case 'touch':
       return touchLoop(rest[0]!, rest[1]!, Number(rest[2]));
+    case 'hold':
+      return holdOpen(rest[0]!, rest[1]!, Number(rest[2]));
     case 'lock':
       return holdLock(rest[0]!, rest[1] ?? 'immediate');
     default:
