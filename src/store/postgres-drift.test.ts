@@ -24,9 +24,9 @@ async function shape(schema: string): Promise<unknown> {
       [schema],
     );
     const indexes = await c.query(
-      `SELECT indexname, replace(indexdef, $2, 'S') AS def FROM pg_indexes
+      `SELECT indexname, replace(indexdef, $2, 'S.') AS def FROM pg_indexes
        WHERE schemaname = $1 AND tablename = 'policies' ORDER BY indexname`,
-      [schema, `"${schema}"`],
+      [schema, `${schema}.`],
     );
     const constraints = await c.query(
       `SELECT contype, pg_get_constraintdef(oid) AS def FROM pg_constraint
