@@ -4,7 +4,8 @@
  * RFC 8461 §10), a domain it never answered gets `TEMP` (even without `temp_on_error`), and when
  * the fault clears, discoveries are stored again.
  *
- * Faults are confined to this file's own data: a renamed table in a private PostgreSQL schema,
+ * Faults are confined to this file's own data: a renamed column in a private PostgreSQL schema
+ * (a dropped or renamed table would be recreated by the store: see postgres-drift.test.ts),
  * a SQLite file overwritten in place and later restored. A real PostgreSQL restart runs only in
  * CI as root (it would disturb other test files elsewhere).
  */
@@ -178,7 +179,7 @@ function schemaUrl(schema: string): string {
 }
 
 describe('store faults: PostgreSQL', () => {
-  it('policies table gone (renamed in our schema): remembered OK, unseen TEMP, writes resume', async (t) => {
+  it('policies unreadable (a column renamed in our schema): remembered OK, unseen TEMP, writes resume', async (t) => {
     if (!(await postgresAvailable(t))) return;
     const { schema, drop } = testSchema('faults');
     const url = schemaUrl(schema);
@@ -186,14 +187,14 @@ describe('store faults: PostgreSQL', () => {
     const rename = (from: string, to: string): Promise<unknown> =>
       withAdmin(async (c) => {
         await c.query('SET lock_timeout = 5000');
-        return c.query(`ALTER TABLE "${schema}".${from} RENAME TO ${to}`);
+        return c.query(`ALTER TABLE "${schema}".policies RENAME COLUMN ${from} TO ${to}`);
       });
     try {
       await faultScenario(
         r,
         {
-          break: () => rename('policies', 'policies_away').then(() => {}),
-          heal: () => rename('policies_away', 'policies').then(() => {}),
+          break: () => rename('policy_text', 'policy_text_away').then(() => {}),
+          heal: () => rename('policy_text_away', 'policy_text').then(() => {}),
         },
         () => openStore({ store: url }),
       );
