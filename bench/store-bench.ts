@@ -2,7 +2,9 @@
  * Store benchmark (issues 3 and 5): fills a SQLite file store with MTASTSDB_BENCH_RECORDS typical
  * records (default 1,000,000; 4-mx policies, each text distinct), then measures `get` of cached
  * domains at random (p50/p99, ops/s on one core), a hot set, `touch` batches, a full streaming walk
- * (and the heap it needs), and the file size. The same on PostgreSQL when it is reachable
+ * (and the heap it needs), and the file size; then the cost of durability: single-record `put`s
+ * and a `touch` batch with `synchronous=FULL` (the default: every commit fsynced) against `NORMAL`
+ * on the same file. The same on PostgreSQL when it is reachable
  * (MTASTSDB_TEST_POSTGRES or the local server): one connection, and a pool of 8 under concurrency.
  *
  * Run alone: `npx tsx bench/store-bench.ts`. Prints `name: value unit` lines.
@@ -163,6 +165,55 @@ async function touchBatch(store: PolicyStore, n: number, name: string): Promise<
   print(`${name}.touch.per_use`, us / uses.length, 'us', 2);
 }
 
+/** `count` single-record puts, each its own commit (as the daemon writes a discovery); µs per put. */
+async function putEach(store: PolicyStore, n: number, count: number, round: number): Promise<number> {
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) {
+    const r = typicalRecord((i * 7919) % n);
+    await store.put({ ...r, lastUpdate: new Date(r.lastUpdate.getTime() + round * 1_000_000 + i) });
+  }
+  return Number(process.hrtime.bigint() - start) / 1000 / count;
+}
+
+/** 10,000 random uses at day `day` after T0 (later than any before, so every row is written); ms. */
+async function touchAt(store: PolicyStore, n: number, day: number): Promise<number> {
+  const keys = randomIndexes(10_000, n, 7);
+  const at = new Date(T0 + day * 86_400_000);
+  const start = process.hrtime.bigint();
+  await store.touch(Array.from(keys, (k) => ({ domain: domainOf(k), lastUse: at })));
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+/**
+ * The same writes with synchronous NORMAL and FULL on one file: a warm-up round, then two rounds
+ * of each, alternated so neither mode gets the warmer page cache. The ratio is the cost of the
+ * fsync at each commit.
+ */
+async function durabilityBench(path: string, n: number): Promise<void> {
+  const put: Record<string, number[]> = { normal: [], full: [] };
+  const touch: Record<string, number[]> = { normal: [], full: [] };
+  const rounds = ['normal', 'normal', 'full', 'normal', 'full'] as const;
+  for (const [round, synchronous] of rounds.entries()) {
+    const store = await openSqliteStore({ path, synchronous });
+    try {
+      const p = await putEach(store, n, 1000, round + 1);
+      const t = await touchAt(store, n, 300 + round);
+      if (round === 0) continue; // warm-up
+      put[synchronous]!.push(p);
+      touch[synchronous]!.push(t);
+    } finally {
+      await store.close();
+    }
+  }
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  for (const mode of ['normal', 'full']) {
+    print(`store.sqlite.sync_${mode}.put_each`, mean(put[mode]!), 'us', 0);
+    print(`store.sqlite.sync_${mode}.touch_10k_batch`, mean(touch[mode]!), 'ms');
+  }
+  print('store.sqlite.sync_full_vs_normal.put_each', mean(put.full!) / mean(put.normal!), 'x', 2);
+  print('store.sqlite.sync_full_vs_normal.touch_10k_batch', mean(touch.full!) / mean(touch.normal!), 'x', 2);
+}
+
 async function sqliteBench(n: number): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'mtastsdb-bench-'));
   try {
@@ -185,6 +236,7 @@ async function sqliteBench(n: number): Promise<void> {
     await touchBatch(store, n, 'store.sqlite');
     await walk(store, n, 'store.sqlite');
     await store.close();
+    await durabilityBench(path, n);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

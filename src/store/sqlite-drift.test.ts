@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { existsSync, renameSync, unlinkSync } from 'node:fs';
+import { existsSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -181,7 +181,7 @@ describe('sqlite store: drift', () => {
       assert.ok(err.msg.includes(path) && err.msg.includes('deleted'), err.msg);
       assert.match(store.problem() ?? '', /the database file was deleted under the running store and reopened at /);
       // The write after detection is in the new file, read by a connection of its own.
-      assert.ok(existsSync(path));
+      assert.equal(statSync(path).mode & 0o777, 0o660, 'created as at open');
       assert.deepEqual(domainsIn(path), ['new.test']);
       assert.equal((await store.get('new.test'))?.domain, 'new.test');
       assert.equal(await store.get('old.test'), undefined);
