@@ -16,7 +16,8 @@ export interface HttpEndpointOptions {
   readonly healthTimeoutMs?: number;
   /**
    * Why the daemon answers, but with less than it was configured for (e.g. DANE off because the
-   * resolver does not validate). Non-empty: `/healthz` says `degraded: …` (still 200: the daemon
+   * resolver does not validate), or what it repaired lately (a store table recreated, the SQLite
+   * file deleted and reopened). Non-empty: `/healthz` says `degraded: …` (still 200: the daemon
    * answers, and a restart would not help).
    */
   readonly degraded?: () => readonly string[];
