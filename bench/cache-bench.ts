@@ -1,4 +1,4 @@
-// The policy database with many records in a SQLite store (issue 3):
+// The policy database with many records in a SQLite store:
 // - lookup of random cached domains, including the lastUse bookkeeping: p50 (target <= 20 us) and
 //   ops/s on one core (target >= 50k/s);
 // - get of a cached domain with txtRecheckSeconds > 0, as a ratio to lookup (target <= 1.5x);

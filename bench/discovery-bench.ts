@@ -1,6 +1,6 @@
 // Discovery over loopback: the node:dns resolver, lookupRecord, the HTTPS policy fetch and full
 // getPolicy, against the test fixtures (loopback DNS server, HTTPS host with a test CA).
-// Issue 4's cold-discovery target (TXT + HTTPS + store >= 1,000 domains/s) needs the first two
+// The cold-discovery target (TXT + HTTPS + store >= 1,000 domains/s) needs the first two
 // parts well above that. Run alone: npx tsx bench/discovery-bench.ts
 import { Resolver } from 'node:dns/promises';
 import { pathToFileURL } from 'node:url';

@@ -1,5 +1,5 @@
 /**
- * Store benchmark (issues 3 and 5): fills a SQLite file store with MTASTSDB_BENCH_RECORDS typical
+ * Store benchmark: fills a SQLite file store with MTASTSDB_BENCH_RECORDS typical
  * records (default 1,000,000; 4-mx policies, each text distinct), then measures `get` of cached
  * domains at random (p50/p99, ops/s on one core), a hot set, `touch` batches, a full streaming walk
  * (and the heap it needs), and the file size; then the cost of durability: single-record `put`s

@@ -1,5 +1,5 @@
 /**
- * Fleet mode (issue 5): three MtaStsDb nodes in separate processes on one PostgreSQL schema, their
+ * Fleet mode: three MtaStsDb nodes in separate processes on one PostgreSQL schema, their
  * refreshers on manual clocks driven from here over IPC. Each due record is refreshed exactly once
  * (fetches counted at the HTTPS fixture, which runs here); a node killed with SIGKILL in the middle
  * of a refresh loses nothing, and its lease is taken over once it expires.

@@ -1,4 +1,4 @@
-// Issue 6, hostile policy hosts and DNS: each case runs against the loopback fixtures with a bound
+// Hostile policy hosts and DNS: each case runs against the loopback fixtures with a bound
 // on time and on memory. The functional behaviour of each code path is in discovery.test.ts and
 // fetch.test.ts; here the point is that an attacker controlling DNS answers, the HTTPS server and
 // its timing cannot make us hang, buffer without bound, decompress, follow, or connect inward.

@@ -1,5 +1,5 @@
 /**
- * Crash test (issues 3 and 6): a child process upserts in a loop and prints each domain once its
+ * Crash test: a child process upserts in a loop and prints each domain once its
  * put() resolved; it is killed with SIGKILL mid-run, five times over the same file. Reopened, the
  * database must hold 100% of the acknowledged records, intact, and pass SQLite's integrity check.
  */

@@ -1,4 +1,4 @@
-// Issue 6, load and resource limits: the daemon (`mtastsdb serve`, its own process, SQLite store)
+// Load and resource limits: the daemon (`mtastsdb serve`, its own process, SQLite store)
 // survives 10,000 connections open at once and 1,000,000 pipelined requests with bounded memory,
 // answering every well-formed request correctly and in order; it then still answers a fresh
 // connection and exits 0 on SIGTERM. The store is pre-filled (bench/helpers/socketmap-load.ts,
@@ -26,9 +26,9 @@ const envInt = (name: string, dflt: number): number => {
   const n = Number.parseInt(process.env[name] ?? '', 10);
   return Number.isSafeInteger(n) && n > 0 ? n : dflt;
 };
-/** Pipelined requests in all (issue 6: 1,000,000). */
+/** Pipelined requests in all (the load we promise to take: 1,000,000). */
 const REQUESTS = envInt('MTASTSDB_FLOOD_REQUESTS', 1_000_000);
-/** Connections open at once (issue 6: 10,000). */
+/** Connections open at once (the default `max_connections`: 10,000). */
 const CONNECTIONS = envInt('MTASTSDB_FLOOD_CONNECTIONS', 10_000);
 /** Connections the pipelined requests are spread over. */
 const PIPELINE_CONNECTIONS = 8;
@@ -102,7 +102,7 @@ const fdWhy = `ulimit -n is ${fdLimit}; ${CONNECTIONS} connections need at least
 const expected = Array.from({ length: DOMAINS }, (_, i) => storeReply(i));
 const frames = Array.from({ length: DOMAINS }, (_, i) => encodeNetstring(`postfix ${storeDomain(i)}`));
 
-describe('daemon under a flood (issue 6)', { timeout: 120_000 }, () => {
+describe('daemon under a flood', { timeout: 120_000 }, () => {
   let dir: string;
   let serve: ServeProcess;
   let pid: number | undefined;
