@@ -558,13 +558,13 @@ class SqliteStoreImpl implements SqliteStore {
     memoEntries: number | undefined,
     /** Opens another connection on the file for one snapshot walk; undefined for `:memory:`. */
     private readonly openReader: (() => Database) | undefined,
-    drift: DriftReport,
   ) {
     this.conn = opened.conn;
     this.ids = opened.ids;
     this.path = path;
     this.memo = new PolicyMemo(memoEntries);
-    this.drift = drift;
+    this.drift = new DriftReport(clock);
+    this.noteRecreated(opened.recreated, 'open');
   }
 
   problem(): string | null {
@@ -650,32 +650,25 @@ class SqliteStoreImpl implements SqliteStore {
       this.logger.error({ err, path: this.path, op }, 'sqlite store: a table is missing and recreating it failed');
       return undefined;
     }
-    if (recreated.length > 0) {
-      const what = `recreated the missing ${namedObjects(SQLITE_CURRENT_OBJECTS, recreated)}`;
-      this.logger.warn(
-        { path: this.path, op, recreated },
-        `sqlite store ${this.path}: ${what} (the data in them is lost; the cache refills as domains are asked for)`,
-      );
-      this.drift.note(`sqlite store ${this.path}: ${what}`);
-    }
+    this.noteRecreated(recreated, op);
     this.conn = fresh;
     return fresh;
   }
 
+  /** Logs and reports (`problem()`) the objects recreated at open (`op` 'open') or at run time. */
+  private noteRecreated(recreated: readonly string[], op: string): void {
+    if (recreated.length === 0) return;
+    const what = `recreated the missing ${namedObjects(SQLITE_CURRENT_OBJECTS, recreated)}`;
+    this.logger.warn(
+      { path: this.path, op, recreated },
+      `sqlite store ${this.path}: ${what}: the schema version said migrated, but they were gone (the data in them is lost; the cache refills as domains are asked for)`,
+    );
+    this.drift.note(`sqlite store ${this.path}: ${what}`);
+  }
+
   /** Runs a read; errors become coded errors. A missing table is recreated and the read retried once. */
   private read<T>(op: string, fn: (c: Conn) => T): T {
-    const c = this.c(false);
-    try {
-      return fn(c);
-    } catch (err) {
-      const fresh = isNoSuchTable(err) ? this.repairTables(c, op) : undefined;
-      if (fresh === undefined) throw storeError(this.path, op, err);
-      try {
-        return fn(fresh);
-      } catch (err2) {
-        throw storeError(this.path, op, err2);
-      }
-    }
+    return this.run(op, false, fn);
   }
 
   /**
@@ -684,24 +677,27 @@ class SqliteStoreImpl implements SqliteStore {
    * resume when the fault has cleared. A missing table is recreated and the write retried once.
    */
   private write<T>(op: string, fn: (c: Conn) => T): T {
-    const c = this.c(true);
+    return this.run(op, true, fn);
+  }
+
+  /** {@link read} and {@link write}: one try, and one more on a connection that may fix the failure. */
+  private run<T>(op: string, write: boolean, fn: (c: Conn) => T): T {
+    const c = this.c(write);
     try {
       return fn(c);
     } catch (err) {
       let fresh: Conn | undefined;
-      if (primaryCode(err) === 'SQLITE_READONLY' && !this.readonly && this.reopen !== undefined) {
+      if (write && primaryCode(err) === 'SQLITE_READONLY' && !this.readonly && this.reopen !== undefined) {
         fresh = this.tryReopen(c);
       } else if (isNoSuchTable(err)) {
         fresh = this.repairTables(c, op);
       }
-      if (fresh !== undefined) {
-        try {
-          return fn(fresh);
-        } catch (err2) {
-          throw storeError(this.path, op, err2);
-        }
+      if (fresh === undefined) throw storeError(this.path, op, err);
+      try {
+        return fn(fresh);
+      } catch (err2) {
+        throw storeError(this.path, op, err2);
       }
-      throw storeError(this.path, op, err);
     }
   }
 
@@ -1045,15 +1041,6 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     }
   }
   const opened = setUp(db);
-  const drift = new DriftReport(clock);
-  if (opened.recreated.length > 0) {
-    const what = `recreated the missing ${namedObjects(SQLITE_CURRENT_OBJECTS, opened.recreated)}`;
-    logger.warn(
-      { path, recreated: opened.recreated },
-      `sqlite store ${path}: ${what}: the schema version said migrated, but they were gone`,
-    );
-    drift.note(`sqlite store ${path}: ${what}`);
-  }
   // Synchronous: it runs inside a call that found the file deleted or replaced. A missing file is
   // created (with the schema) unless the store is read-only.
   const reopen = memory
@@ -1075,15 +1062,5 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
         }
         return reader;
       };
-  return new SqliteStoreImpl(
-    opened,
-    path,
-    readonly,
-    reopen,
-    logger,
-    clock,
-    options.policyMemoEntries,
-    openReader,
-    drift,
-  );
+  return new SqliteStoreImpl(opened, path, readonly, reopen, logger, clock, options.policyMemoEntries, openReader);
 }
