@@ -60,10 +60,13 @@ export function discoveryCaps(limits: DiscoveryLimits): DiscoveryCaps {
   if (!(domainSharePercent >= 0 && domainSharePercent <= 100)) {
     throw new MtaStsError('ERR_MTASTS_USAGE', `domainSharePercent must be 0–100, got ${String(domainSharePercent)}`);
   }
-  const total = limits.maxInFlight;
-  const reserve = Math.floor((total * limits.reservePercent) / 100);
-  const perDomain = Math.min(total, Math.max(MIN_PER_DOMAIN, Math.floor((total * limits.domainSharePercent) / 100)));
-  return { total, unreserved: total - reserve, perDomain };
+  const reserve = Math.floor((maxInFlight * reservePercent) / 100);
+  const share = Math.floor((maxInFlight * domainSharePercent) / 100);
+  return {
+    total: maxInFlight,
+    unreserved: maxInFlight - reserve,
+    perDomain: Math.min(maxInFlight, Math.max(MIN_PER_DOMAIN, share)),
+  };
 }
 
 /** What is in flight when a discovery asks to start. */
