@@ -9,11 +9,11 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { hwmMiB, rssMiB, rssSampler } from '../../bench/helpers/proc.js';
 import { policyText } from '../helpers/cache-fixture.js';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server.js';
 import { startHttpsHost, type HttpsHost } from '../helpers/https-host.js';
@@ -32,15 +32,6 @@ const PER_DOMAIN = 12;
 const ZONE_TIMEOUT_S = 4;
 /** Bound on the daemon's peak RSS during the black-hole flood, MiB. */
 const RSS_BOUND_MIB = 300;
-
-function statusMiB(pid: number | undefined, field: 'VmRSS' | 'VmHWM'): number {
-  try {
-    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
 
 /**
  * Socketmap connections used one request at a time, as Postfix uses them (replies on one connection
@@ -264,9 +255,8 @@ describe('discovery limits: DNS black hole', { timeout: 120_000 }, () => {
     const SECONDS = 15;
     const pid = serve.child.pid;
     const pool = new ClientPool(serve.port);
-    const startRss = statusMiB(pid, 'VmRSS');
-    let peak = startRss;
-    const sampler = setInterval(() => (peak = Math.max(peak, statusMiB(pid, 'VmRSS'))), 50);
+    const startRss = rssMiB(pid);
+    const sampler = rssSampler(pid);
     const asked: Array<Promise<{ reply: string; ms: number }>> = [];
     const t0 = performance.now();
     try {
@@ -279,9 +269,8 @@ describe('discovery limits: DNS black hole', { timeout: 120_000 }, () => {
       }
       const sentS = (performance.now() - t0) / 1000;
       const replies = await Promise.all(asked);
-      clearInterval(sampler);
-      peak = Math.max(peak, statusMiB(pid, 'VmRSS'));
-      const hwm = statusMiB(pid, 'VmHWM');
+      const peak = sampler.stop();
+      const hwm = hwmMiB(pid);
       const refused = replies.filter((r) => r.reply === 'TEMP MTA-STS discovery limit reached');
       const timedOut = replies.filter((r) => r.reply === 'TEMP MTA-STS lookup timed out');
       assert.equal(refused.length + timedOut.length, replies.length, 'every answer is TEMP');
@@ -305,7 +294,7 @@ describe('discovery limits: DNS black hole', { timeout: 120_000 }, () => {
       assert.ok(peak < RSS_BOUND_MIB, `peak RSS ${peak.toFixed(1)} MiB < ${RSS_BOUND_MIB} MiB`);
       assert.ok(hwm < RSS_BOUND_MIB, `VmHWM ${hwm.toFixed(1)} MiB < ${RSS_BOUND_MIB} MiB`);
     } finally {
-      clearInterval(sampler);
+      sampler.stop();
       pool.close();
     }
   });

@@ -9,13 +9,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { NetstringDecoder, encodeNetstring } from '../../src/socketmap/netstring.js';
+import { hwmMiB, rssMiB, rssSampler } from '../../bench/helpers/proc.js';
 import { fillInChild, storeDomain, storeReply } from '../../bench/helpers/socketmap-load.js';
 import { inCI, requireOrSkip } from '../helpers/ci.js';
 import { spawnServe, writeServeConfig } from '../helpers/serve-process.js';
@@ -64,27 +64,6 @@ function postmap(key: string, map: string): string | undefined {
   }
 }
 
-function statusMiB(pid: number | undefined, field: 'VmRSS' | 'VmHWM'): number {
-  try {
-    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
-
-/** Peak VmRSS of `pid` sampled every 50 ms until `stop()`. */
-function rssSampler(pid: number | undefined): { stop(): number } {
-  let peak = statusMiB(pid, 'VmRSS');
-  const timer = setInterval(() => (peak = Math.max(peak, statusMiB(pid, 'VmRSS'))), 50);
-  return {
-    stop() {
-      clearInterval(timer);
-      return Math.max(peak, statusMiB(pid, 'VmRSS'));
-    },
-  };
-}
-
 /** The soft limit on open files of this process (inherited by the daemon). */
 function openFileLimit(): number {
   try {
@@ -126,7 +105,7 @@ describe('daemon under a flood', { timeout: 120_000 }, () => {
     pid = serve.child.pid;
     const metricsLine = await serve.waitFor(/metrics endpoint listening/);
     metricsPort = (JSON.parse(metricsLine) as { address?: { port?: number } }).address?.port;
-    flood(`daemon pid ${pid}, RSS at start ${statusMiB(pid, 'VmRSS').toFixed(1)} MiB, ulimit -n ${fdLimit}`);
+    flood(`daemon pid ${pid}, RSS at start ${rssMiB(pid).toFixed(1)} MiB, ulimit -n ${fdLimit}`);
   });
 
   after(async () => {
@@ -174,7 +153,7 @@ describe('daemon under a flood', { timeout: 120_000 }, () => {
       const peak = sampler.stop();
       flood(
         `connections ${CONNECTIONS}: all open after ${connectedMs} ms, all answered after ${answeredMs} ms, ` +
-          `daemon peak RSS ${peak.toFixed(1)} MiB (sampled), VmHWM ${statusMiB(pid, 'VmHWM').toFixed(1)} MiB`,
+          `daemon peak RSS ${peak.toFixed(1)} MiB (sampled), VmHWM ${hwmMiB(pid).toFixed(1)} MiB`,
       );
       assert.ok(peak < PEAK_RSS_BOUND_MIB, `peak RSS ${peak.toFixed(1)} MiB < ${PEAK_RSS_BOUND_MIB} MiB`);
     } finally {
@@ -281,7 +260,7 @@ describe('daemon under a flood', { timeout: 120_000 }, () => {
     );
     const seconds = (Date.now() - started) / 1000;
     const peak = sampler.stop();
-    const hwm = statusMiB(pid, 'VmHWM');
+    const hwm = hwmMiB(pid);
     flood(
       `pipelined ${REQUESTS} requests over ${PIPELINE_CONNECTIONS} connections: ${answered} answered, ${wrong} wrong, ` +
         `${seconds.toFixed(1)} s (${Math.round(answered / seconds)} answers/s), daemon peak RSS ` +
@@ -301,7 +280,7 @@ describe('daemon under a flood', { timeout: 120_000 }, () => {
     } finally {
       c.destroy();
     }
-    flood(`daemon RSS after the floods ${statusMiB(pid, 'VmRSS').toFixed(1)} MiB`);
+    flood(`daemon RSS after the floods ${rssMiB(pid).toFixed(1)} MiB`);
     const t0 = Date.now();
     serve.child.kill('SIGTERM');
     assert.equal(await serve.exited, 0);
