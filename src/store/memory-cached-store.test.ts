@@ -5,10 +5,8 @@
  * and a read that overlaps a write keeps no copy.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { ManualClock } from '../../test/helpers/manual-clock.js';
 import { postgresSuite, postgresTestUrl, testSchema } from '../../test/helpers/postgres.js';
 import { T0, countingGets, makeRecord, rejectsWith, storeContract } from '../../test/helpers/store-contract.js';
@@ -16,16 +14,9 @@ import { MemoryCachedStore } from './memory-cached-store.js';
 import type { PolicyRecord, PolicyStore } from './policy-store.js';
 import { openPostgresStore } from './postgres-store.js';
 import { openSqliteStore } from './sqlite-store.js';
+import { scratchDirs } from '../../test/helpers/scratch-dirs.js';
 
-const scratch: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'mtastsdb-memcache-'));
-  scratch.push(dir);
-  return dir;
-}
-after(async () => {
-  for (const d of scratch) await rm(d, { recursive: true, force: true });
-});
+const tempDir = scratchDirs('mtastsdb-memcache-');
 
 const cached = (inner: PolicyStore, clock = new ManualClock(T0), entries = 100, seconds = 5): MemoryCachedStore =>
   new MemoryCachedStore(inner, { entries, seconds, now: () => clock.now() });

@@ -7,10 +7,8 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { existsSync, renameSync, statSync, unlinkSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { captureLogger } from '../../test/helpers/cache-fixture.js';
 import { ManualClock } from '../../test/helpers/manual-clock.js';
@@ -19,16 +17,9 @@ import { spawnStoreWriter } from '../../test/helpers/store-writer.js';
 import { SQLITE_CURRENT_OBJECTS, SQLITE_VERSION_TABLE_SQL } from './sqlite-schema.js';
 import { openSqliteStore } from './sqlite-store.js';
 import { FILE_CHECK_INTERVAL_MS, STORE_PROBLEM_REPORT_MS, TABLE_REPAIR_INTERVAL_MS } from './store-drift.js';
+import { scratchDirs } from '../../test/helpers/scratch-dirs.js';
 
-const scratch: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'mtastsdb-drift-'));
-  scratch.push(dir);
-  return dir;
-}
-after(async () => {
-  for (const d of scratch) await rm(d, { recursive: true, force: true });
-});
+const tempDir = scratchDirs('mtastsdb-drift-');
 
 /** The domains in the file at `path`, read by a connection of its own. */
 function domainsIn(path: string): string[] {

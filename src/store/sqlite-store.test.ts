@@ -12,7 +12,7 @@ import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import Database from 'better-sqlite3';
 import { systemClock } from '../clock.js';
@@ -31,16 +31,9 @@ import type { PolicyRecord } from './policy-store.js';
 import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION } from './sqlite-schema.js';
 import { migrateSqlite, openSqliteStore } from './sqlite-store.js';
 import type { SqliteStore } from './sqlite-store.js';
+import { scratchDirs } from '../../test/helpers/scratch-dirs.js';
 
-const scratch: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'mtastsdb-sqlite-'));
-  scratch.push(dir);
-  return dir;
-}
-after(async () => {
-  for (const d of scratch) await rm(d, { recursive: true, force: true });
-});
+const tempDir = scratchDirs('mtastsdb-sqlite-');
 
 storeContract('sqlite file', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'mtastsdb-sqlite-'));

@@ -7,14 +7,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { openSqliteStore } from '../../src/store/sqlite-store.js';
 import { spawnStoreWriter, writerRecord } from '../helpers/store-writer.js';
+import { scratchDirs } from '../helpers/scratch-dirs.js';
 
 const here = fileURLToPath(import.meta.url);
 const fromSource = here.endsWith('.ts');
@@ -22,10 +21,7 @@ const repo = resolve(dirname(here), fromSource ? '../..' : '../../..');
 const entry = resolve(dirname(here), fromSource ? '../../src/cli/main.ts' : '../../src/cli/main.js');
 const nodeArgs = fromSource ? ['--import', 'tsx', entry] : [entry];
 
-const scratch: string[] = [];
-after(async () => {
-  for (const d of scratch) await rm(d, { recursive: true, force: true });
-});
+const tempDir = scratchDirs('mtastsdb-export-');
 
 /** Records in the store. */
 const RECORDS = 5000;
@@ -34,8 +30,7 @@ const PAUSE_MS = 15;
 
 describe('mtastsdb export while another process writes the store', () => {
   it(`writes each of ${RECORDS} records exactly once while every record is touched and some replaced`, async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'mtastsdb-export-'));
-    scratch.push(dir);
+    const dir = await tempDir();
     const path = join(dir, 'mtasts.db');
     const seed = await openSqliteStore({ path });
     await seed.putMany(Array.from({ length: RECORDS }, (_, i) => writerRecord('e', i)));
