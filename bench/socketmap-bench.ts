@@ -48,7 +48,7 @@ import { fileURLToPath } from 'node:url';
 import { encodeNetstring } from '../src/socketmap/netstring.js';
 import { startConstantServer } from './helpers/constant-server.js';
 import { startPolicyHost } from './helpers/policy-host.js';
-import { cpuSeconds, hwmMiB, rssMiB } from './helpers/proc.js';
+import { cpuSeconds, hwmMiB, rssMiB, rssSampler } from './helpers/proc.js';
 import { startDnsServer } from '../test/helpers/dns-server.js';
 import type { DnsServer } from '../test/helpers/dns-server.js';
 import { dropSchema, postgresReachable, postgresTestUrl, uniqueSchemaName } from '../test/helpers/postgres.js';
@@ -114,18 +114,6 @@ async function heapMiB(metricsPort: number | undefined): Promise<Record<string, 
   } catch {
     return {};
   }
-}
-
-/** Peak RSS of `pid` sampled every 100 ms until `stop()`. */
-function rssSampler(pid: number | undefined): { stop(): number } {
-  let peak = rssMiB(pid);
-  const timer = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 100);
-  return {
-    stop() {
-      clearInterval(timer);
-      return Math.max(peak, rssMiB(pid));
-    },
-  };
 }
 
 /** A load from a child process; `port` and bounds as {@link loadInChild}. */
@@ -534,7 +522,7 @@ async function memoryRun(
     line(`${name}_daemon_rss_start`, rssMiB(pid), 'MiB');
     for (const [k, v] of Object.entries(await heapMiB(metricsPort))) line(`${name}_daemon_${k}_start`, v, 'MiB');
 
-    const sampler = rssSampler(pid);
+    const sampler = rssSampler(pid, 100);
     const r = checked(
       await load(serve.port, 64, 300, MEMORY_REQUESTS, { kind: 'store', count: MEMORY_RECORDS, seed }),
       `${name} load`,

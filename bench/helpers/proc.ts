@@ -18,10 +18,10 @@ export const rssMiB = (pid: number | undefined): number => statusKiB(pid, /VmRSS
 /** Peak resident set size of `pid` (VmHWM), MiB. */
 export const hwmMiB = (pid: number | undefined): number => statusKiB(pid, /VmHWM:\s+(\d+) kB/) / 1024;
 
-/** Peak VmRSS of `pid`, MiB, sampled every 50 ms until `stop()` (which stops the sampling and returns it). */
-export function rssSampler(pid: number | undefined): { stop(): number } {
+/** Peak VmRSS of `pid`, MiB, sampled every `intervalMs` until `stop()` (which stops the sampling and returns it). */
+export function rssSampler(pid: number | undefined, intervalMs = 50): { stop(): number } {
   let peak = rssMiB(pid);
-  const timer = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 50);
+  const timer = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), intervalMs);
   return {
     stop() {
       clearInterval(timer);
